@@ -1,0 +1,50 @@
+# Two commands for a fresh machine:  make demo  (embedded default)  and  make test  (test suite).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+CORES ?= 2
+
+.PHONY: venv demo test test-fast lint format bench slurm-profile clean-results
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# CUDA build of torch 2.14.1 / torchvision 0.29.1 (taken from the local disk where available).
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet --editable '.[workflow,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make demo: run the embedded default (digits, four MLPs, ten minima each) on $(CORES) cores.
+demo: $(STAMP)
+	$(VENV)/bin/snakemake --cores $(CORES) --rerun-incomplete
+	@echo "Table B.1: results/table_b1.md   figures: results/figures/"
+
+## make test: unit tests, the end-to-end workflow run and the live-SLURM run.
+test: $(STAMP)
+	$(PY) -m pytest -ra
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -ra -m "not slow and not slurm"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests workflow benchmarks
+	$(VENV)/bin/ruff format --check src tests workflow benchmarks
+	$(VENV)/bin/snakefmt --check Snakefile rules
+	$(VENV)/bin/snakemake --lint --cores 1
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format src tests workflow benchmarks
+	$(VENV)/bin/snakefmt Snakefile rules
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+## make slurm-profile: install profiles/slurm as your `slurm` profile (snakemake --profile slurm).
+slurm-profile:
+	bash scripts/install-slurm-profile.sh
+
+clean-results:
+	rm -rf results/* .snakemake

@@ -1,0 +1,75 @@
+localrules:
+    select_pairs,
+    landscape,
+
+
+checkpoint select_pairs:
+    input:
+        minima=minima_files,
+        paths=paths_before_round,
+    output:
+        f"{R}/{{dataset}}/{{arch}}/rounds/{{round}}.json",
+    log:
+        f"{R}/logs/{{dataset}}/{{arch}}/rounds/{{round}}.log",
+    params:
+        max_paths=config["exploration"]["max_paths"],
+        pairs_per_round=config["exploration"]["pairs_per_round"],
+        config_hash=row_hash("paths"),
+    threads: 1
+    resources:
+        runtime=10,
+        mem_mb=2000,
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/select_pairs.py"
+
+
+rule autoneb_path:
+    input:
+        dataset=f"{R}/data/{{dataset}}.json",
+        a=f"{R}/{{dataset}}/{{arch}}/minima/{{a}}.safetensors",
+        b=f"{R}/{{dataset}}/{{arch}}/minima/{{b}}.safetensors",
+    output:
+        f"{R}/{{dataset}}/{{arch}}/paths/{{a}}-{{b}}.h5",
+    log:
+        f"{R}/logs/{{dataset}}/{{arch}}/paths/{{a}}-{{b}}.log",
+    benchmark:
+        f"{R}/benchmarks/{{dataset}}/{{arch}}/paths/{{a}}-{{b}}.tsv"
+    params:
+        row=row_settings,
+        config_hash=row_hash("paths"),
+        minima_hash=row_hash("minima"),
+        # Kept when the job dies (not an output): a rerun resumes after the last finished cycle.
+        state=f"{R}/{{dataset}}/{{arch}}/paths/{{a}}-{{b}}.state.pt",
+        data_dir=config["data_dir"],
+        device=config["device"],
+    threads: config["threads"]["autoneb"]
+    resources:
+        runtime=runtime_minutes(480),
+        mem_mb=16000,
+        gpu=gpus,
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/autoneb_path.py"
+
+
+checkpoint landscape:
+    input:
+        minima=minima_files,
+        paths=all_paths,
+    output:
+        json=f"{R}/{{dataset}}/{{arch}}/landscape.json",
+    log:
+        f"{R}/logs/{{dataset}}/{{arch}}/landscape.log",
+    params:
+        config_hash=row_hash("paths"),
+    threads: 1
+    resources:
+        runtime=10,
+        mem_mb=2000,
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/landscape.py"

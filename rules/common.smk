@@ -1,0 +1,133 @@
+import json
+import os
+
+from nobarriers.config import resolve_row, selected_rows, stage_hash, validate_config
+
+# Validate before any job is planned; fills the schema's defaults into `config` in place.
+validate_config(config, source="workflow configuration")
+
+# Rules running in the conda environments of envs/ install this checkout in their post-deploy
+# script (`--sdm conda` clears PYTHONPATH); it finds the checkout through this variable.
+os.environ["NOBARRIERS_SOURCE"] = workflow.basedir
+
+R = config["results_dir"]
+ENV = "../envs/nobarriers.yaml"
+ROWS = selected_rows(config)
+
+
+wildcard_constraints:
+    dataset="[a-z0-9]+",
+    arch="[a-z0-9-]+",
+    seed=r"\d+",
+    a=r"\d+",
+    b=r"\d+",
+    round=r"\d+",
+
+
+def row_settings(wildcards):
+    return resolve_row(config, wildcards.dataset, wildcards.arch)
+
+
+def row_hash(stage):
+    """Rule parameter: the config hash of a stage, so a changed setting reruns its jobs."""
+    return lambda wildcards: stage_hash(row_settings(wildcards), stage)
+
+
+def gpus(wildcards):
+    return 1 if config["gpu_jobs"] else 0
+
+
+def runtime_minutes(base):
+    """Wall-time request that doubles with every retry (jobs resume from their checkpoints)."""
+    return lambda wildcards, attempt: base * 2 ** (attempt - 1)
+
+
+def row_dir(dataset, arch):
+    return f"{R}/{dataset}/{arch}"
+
+
+def minima_files(wildcards):
+    return [
+        f"{row_dir(wildcards.dataset, wildcards.arch)}/minima/{seed}.safetensors"
+        for seed in row_settings(wildcards)["seeds"]
+    ]
+
+
+def path_file(wildcards, pair):
+    a, b = sorted(pair)
+    return f"{row_dir(wildcards.dataset, wildcards.arch)}/paths/{a}-{b}.h5"
+
+
+def pairs_of_round(wildcards, round_index):
+    """The pairs that Algorithm 3 selected in one round (runs the checkpoint if needed)."""
+    selection = checkpoints.select_pairs.get(
+        dataset=wildcards.dataset, arch=wildcards.arch, round=round_index
+    ).output[0]
+    with open(selection) as f:
+        return [tuple(pair) for pair in json.load(f)["pairs"]]
+
+
+def paths_before_round(wildcards):
+    """Input of round r's selection: the paths of rounds 0..r-1."""
+    return [
+        path_file(wildcards, pair)
+        for r in range(int(wildcards.round))
+        for pair in pairs_of_round(wildcards, r)
+    ]
+
+
+def all_paths(wildcards):
+    """Every path of the AutoNEB loop: rounds follow each other until one selects nothing.
+
+    The budget (exploration.max_paths, pairs_per_round) is read by the selection rule, so raising
+    it extends the loop with new rounds and leaves finished paths alone.
+    """
+    paths, r = [], 0
+    while True:
+        pairs = pairs_of_round(wildcards, r)
+        if not pairs:
+            return paths
+        paths += [path_file(wildcards, pair) for pair in pairs]
+        r += 1
+
+
+def mst_edges(wildcards):
+    landscape = checkpoints.landscape.get(
+        dataset=wildcards.dataset, arch=wildcards.arch
+    ).output.json
+    with open(landscape) as f:
+        return [tuple(sorted(edge[:2])) for edge in json.load(f)["mst"]]
+
+
+def evaluated_mst_paths(wildcards):
+    return [
+        f"{row_dir(wildcards.dataset, wildcards.arch)}/evaluated/{a}-{b}.h5"
+        for a, b in mst_edges(wildcards)
+    ]
+
+
+ROW_FIGURES = [
+    "fig4_path_cycles",
+    "fig6_learning_curves",
+    "fig7_parallel_coordinates",
+    "mst",
+    "disconnectivity",
+]
+
+
+def row_outputs(dataset, arch):
+    d = row_dir(dataset, arch)
+    return [f"{d}/table_row.json", f"{d}/overlap/overlap.png"] + [
+        f"{R}/figures/{dataset}/{arch}/{name}.{ext}"
+        for name in ROW_FIGURES + ["fig1_slice"]
+        for ext in ("png", "pdf")
+    ]
+
+
+def final_outputs():
+    outputs = [f"{R}/table_b1.{ext}" for ext in ("csv", "md", "tex")]
+    outputs += [f"{R}/pairs.csv"]
+    outputs += [f"{R}/figures/fig5_min_vs_saddle.{ext}" for ext in ("png", "pdf")]
+    for dataset, arch in ROWS:
+        outputs += row_outputs(dataset, arch)
+    return outputs

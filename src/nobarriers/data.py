@@ -1,0 +1,342 @@
+"""Datasets as in-memory tensors and batched, vectorised augmentation.
+
+Names: ``"cifar10"``, ``"cifar100"`` (torchvision's on-disk format, md5-verified) and ``"digits"``
+(scikit-learn's bundled 8×8 digits, no download). Everything is returned as normalised float32
+images (N×C×H×W) with int64 labels on the requested device; augmentation (random 4-px crop +
+horizontal flip for CIFAR) runs on whole batches on that device.
+
+CIFAR files live under ``root``: either the archive ``root/cifar-10-python.tar.gz`` /
+``root/cifar-100-python.tar.gz`` or the extracted ``root/cifar-10-batches-py/`` /
+``root/cifar-100-python/`` folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, FileFormatError, NoBarriersError
+
+DATASET_NAMES = ("cifar10", "cifar100", "digits")
+AUGMENTATIONS = ("cifar", "none")
+
+DIGITS_TEST_SIZE = 360  # 1797 samples -> 1437 train / 360 test
+DIGITS_SPLIT_SEED = 0
+
+__all__ = [
+    "AUGMENTATIONS",
+    "DATASET_NAMES",
+    "Dataset",
+    "DatasetUnavailable",
+    "augment_batch",
+    "index_batches",
+    "iterate_minibatches",
+    "load_dataset",
+    "prepare_dataset",
+]
+
+
+class DatasetUnavailable(NoBarriersError):
+    """A dataset that is neither on disk nor downloadable (e.g. no network on a compute node)."""
+
+
+@dataclass
+class Dataset:
+    name: str
+    num_classes: int
+    input_shape: tuple  # (C, H, W) or (F,)
+    x_train: torch.Tensor  # normalised float32
+    y_train: torch.Tensor  # int64
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    augment: str  # "cifar" (crop 4 px pad + flip) or "none"
+    mean: tuple | None = None  # per-channel normalisation statistics of the training set
+    std: tuple | None = None
+
+    def to(self, device) -> Dataset:
+        return Dataset(
+            self.name,
+            self.num_classes,
+            self.input_shape,
+            self.x_train.to(device),
+            self.y_train.to(device),
+            self.x_test.to(device),
+            self.y_test.to(device),
+            self.augment,
+            self.mean,
+            self.std,
+        )
+
+
+def _check_name(name: str) -> str:
+    key = str(name).strip().lower()
+    if key not in DATASET_NAMES:
+        raise ConfigError(f"unknown dataset {name!r}; valid: {', '.join(DATASET_NAMES)}")
+    return key
+
+
+def _cifar_class(name: str):
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    return CIFAR10 if name == "cifar10" else CIFAR100
+
+
+def _where(cls, root) -> str:
+    root = Path(root)
+    return (
+        f"put the archive at {root / cls.filename} (md5 {cls.tgz_md5}, from {cls.url}) or the "
+        f"extracted folder at {root / cls.base_folder}/"
+    )
+
+
+def _verified_class(name: str, verify: bool, checksums: Mapping[str, str] | None):
+    """torchvision's CIFAR class, optionally with other expected md5s or without the md5 check.
+
+    ``checksums`` (file name -> md5, e.g. ``{"data_batch_1": "…", "batches.meta": "…"}``) replaces
+    torchvision's expected md5s of those files. It is the test hook that lets the real loader
+    (and its real integrity check) read a small archive generated in CIFAR's on-disk format.
+    ``verify=False`` only checks that the files exist.
+    """
+    base = _cifar_class(name)
+    if verify and not checksums:
+        return base
+    checksums = dict(checksums or {})
+
+    def md5(file_name, default):
+        if not verify:
+            return None  # torchvision's check_integrity: existence only
+        return checksums.get(file_name, default)
+
+    attrs = {
+        "train_list": [[f, md5(f, m)] for f, m in base.train_list],
+        "test_list": [[f, md5(f, m)] for f, m in base.test_list],
+        "meta": {**base.meta, "md5": md5(base.meta["filename"], base.meta["md5"])},
+    }
+    return type(base.__name__, (base,), attrs)
+
+
+def prepare_dataset(name: str, root) -> None:
+    """Make a dataset available under ``root``: download CIFAR once (md5-checked by torchvision),
+    or verify what is already there. Digits are bundled with scikit-learn: nothing to do.
+
+    Raises :class:`DatasetUnavailable` when the files are missing and cannot be downloaded.
+    """
+    name = _check_name(name)
+    if name == "digits":
+        return
+    cls = _cifar_class(name)
+    root = os.fspath(root)
+    os.makedirs(root, exist_ok=True)
+    try:
+        cls(root, train=True, download=True)
+    except (urllib.error.URLError, OSError) as exc:
+        raise DatasetUnavailable(
+            f"dataset {name!r}: could not download {cls.url} ({exc}). Without network access, "
+            + _where(cls, root)
+        ) from exc
+    except RuntimeError as exc:  # torchvision: archive or files failed the md5 check
+        raise DatasetUnavailable(
+            f"dataset {name!r}: the files under {root} are corrupted ({exc}); delete them and "
+            + _where(cls, root)
+        ) from exc
+
+
+def _file_md5(path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _load_cifar(name, root, device, verify, checksums) -> Dataset:
+    cls = _verified_class(name, verify, checksums)
+    root = os.fspath(root)
+    try:
+        train = cls(root, train=True, download=False)
+        test = cls(root, train=False, download=False)
+    except RuntimeError as exc:
+        folder = Path(root) / cls.base_folder
+        bad = []
+        for fname, md5 in cls.train_list + cls.test_list + [[cls.meta["filename"], None]]:
+            path = folder / fname
+            if not path.is_file():
+                bad.append(f"{fname} missing")
+            elif md5 is not None and _file_md5(path) != md5:
+                bad.append(f"{fname} md5 mismatch")
+        detail = "; ".join(bad) or str(exc)
+        error = DatasetUnavailable if not folder.is_dir() else FileFormatError
+        raise error(
+            f"dataset {name!r}: {folder} is missing or fails the integrity check ({detail}). "
+            f"Run prepare_dataset({name!r}, {root!r}) on a machine with network access, or "
+            + _where(cls, root)
+        ) from exc
+
+    def images(ds) -> torch.Tensor:  # uint8 N×H×W×C -> float32 N×C×H×W in [0, 1]
+        data = torch.from_numpy(np.ascontiguousarray(ds.data)).to(device)
+        return data.permute(0, 3, 1, 2).to(torch.float32).div_(255.0).contiguous()
+
+    x_train, x_test = images(train), images(test)
+    mean = x_train.mean(dim=(0, 2, 3))
+    std = x_train.std(dim=(0, 2, 3)).clamp_min(1e-8)
+    x_train = (x_train - mean[:, None, None]) / std[:, None, None]
+    x_test = (x_test - mean[:, None, None]) / std[:, None, None]
+    return Dataset(
+        name=name,
+        num_classes=10 if name == "cifar10" else 100,
+        input_shape=(3, 32, 32),
+        x_train=x_train,
+        y_train=torch.as_tensor(train.targets, dtype=torch.int64, device=device),
+        x_test=x_test,
+        y_test=torch.as_tensor(test.targets, dtype=torch.int64, device=device),
+        augment="cifar",
+        mean=tuple(mean.tolist()),
+        std=tuple(std.tolist()),
+    )
+
+
+def _load_digits(device) -> Dataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x = digits.data.astype(np.float64)
+    y = digits.target.astype(np.int64)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, y, test_size=DIGITS_TEST_SIZE, stratify=y, random_state=DIGITS_SPLIT_SEED
+    )
+    mean = x_tr.mean(axis=0)
+    std = x_tr.std(axis=0)
+    std[std == 0] = 1.0  # constant (always blank) pixels stay 0 after centring
+
+    def prep(a):
+        a = ((a - mean) / std).astype(np.float32).reshape(-1, 1, 8, 8)
+        return torch.from_numpy(a).to(device)
+
+    return Dataset(
+        name="digits",
+        num_classes=10,
+        input_shape=(1, 8, 8),
+        x_train=prep(x_tr),
+        y_train=torch.from_numpy(y_tr).to(device),
+        x_test=prep(x_te),
+        y_test=torch.from_numpy(y_te).to(device),
+        augment="none",
+        mean=tuple(mean.tolist()),
+        std=tuple(std.tolist()),
+    )
+
+
+def load_dataset(
+    name: str,
+    root=None,
+    device="cpu",
+    *,
+    verify: bool = True,
+    checksums: Mapping[str, str] | None = None,
+) -> Dataset:
+    """Load a dataset as normalised tensors on ``device`` (no download; see prepare_dataset).
+
+    CIFAR: read through torchvision's ``CIFAR10``/``CIFAR100`` (``download=False``), whose md5
+    check of the extracted files is kept unless ``verify=False``; ``checksums`` replaces expected
+    md5s per file name (test hook for generated archives). Images are scaled to [0, 1] and
+    normalised with the per-channel mean/std of the training set.
+
+    Digits: scikit-learn's ``load_digits``, a fixed stratified split (1437 train / 360 test,
+    ``random_state=0``), each of the 64 features standardised with training-set statistics
+    (constant features: std 1), shaped 1×8×8 (MLPs flatten it).
+    """
+    name = _check_name(name)
+    if name == "digits":
+        return _load_digits(device)
+    if root is None:
+        raise ConfigError(f"dataset {name!r}: a data root directory is required")
+    return _load_cifar(name, root, device, verify, checksums)
+
+
+def _random(generator: torch.Generator | None, device, kind: str, *args):
+    """Random draws from ``generator`` (on its own device), moved to ``device``."""
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    if kind == "randint":
+        high, size = args
+        out = torch.randint(0, high, size, generator=generator, device=gen_device)
+    else:
+        (n,) = args
+        out = torch.randperm(n, generator=generator, device=gen_device)
+    return out.to(device)
+
+
+def augment_batch(
+    x: torch.Tensor, kind: str, generator: torch.Generator | None = None, padding: int = 4
+) -> torch.Tensor:
+    """Augment a whole batch ``x`` [N, C, H, W] at once on its device.
+
+    ``"cifar"``: zero-pad ``padding`` pixels on each side, take a random H×W crop per sample
+    (offsets uniform in 0..2*padding) and flip it horizontally with probability 1/2. Zero in the
+    normalised space is the training-set mean colour (He et al. pad mean-subtracted images with
+    zeros). Random numbers come from ``generator`` only, so equal generator states give equal
+    batches. ``"none"``: returns ``x`` unchanged.
+    """
+    if kind == "none":
+        return x
+    if kind != "cifar":
+        raise ConfigError(f"unknown augmentation {kind!r}; valid: {', '.join(AUGMENTATIONS)}")
+    if x.dim() != 4:
+        raise ConfigError(f"augmentation 'cifar' needs images [N, C, H, W], got {tuple(x.shape)}")
+    n, c, h, w = x.shape
+    p = int(padding)
+    offsets = _random(generator, x.device, "randint", 2 * p + 1, (2, n))
+    dy, dx = offsets[0], offsets[1]
+    flip = _random(generator, x.device, "randint", 2, (n,)).bool()
+    padded = torch.nn.functional.pad(x, (p, p, p, p))
+    ar_h = torch.arange(h, device=x.device)
+    ar_w = torch.arange(w, device=x.device)
+    rows = dy[:, None] + ar_h[None, :]  # [N, H]
+    cols_src = torch.where(flip[:, None], (w - 1 - ar_w)[None, :], ar_w[None, :])
+    cols = dx[:, None] + cols_src  # [N, W]
+    idx_n = torch.arange(n, device=x.device)[:, None, None, None]
+    idx_c = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[idx_n, idx_c, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def index_batches(
+    n: int,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+    shuffle: bool = True,
+    device="cpu",
+) -> Iterator[torch.Tensor]:
+    """Yield int64 index tensors covering ``range(n)`` once, in an order drawn from
+    ``generator`` (deterministic for a given generator state); ``drop_last`` skips a short tail."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if shuffle:
+        order = _random(generator, device, "randperm", n)
+    else:
+        order = torch.arange(n, device=device)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        yield order[start : start + batch_size]
+
+
+def iterate_minibatches(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+    shuffle: bool = True,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(x[idx], y[idx])`` for the batches of :func:`index_batches` over one epoch."""
+    if y.shape[0] != x.shape[0]:
+        raise ConfigError(f"iterate_minibatches: {x.shape[0]} inputs but {y.shape[0]} labels")
+    for idx in index_batches(x.shape[0], batch_size, generator, drop_last, shuffle, x.device):
+        yield x[idx], y[idx.to(y.device)]

@@ -1,0 +1,420 @@
+"""Energies (loss functions) on which (Auto)NEB optimises paths.
+
+A *point* is a flat 1-D float tensor of length :attr:`Energy.dim`. For neural networks it holds the
+**trainable parameters only**, flattened in ``model.named_parameters()`` order; BatchNorm running
+statistics are never coordinates (see ``docs/design.md`` and item 2 of
+``shared/notes/reference-pitfalls.md``).
+
+Algorithm 1 of Draxler et al. (2018) needs, in every step, the loss and the gradient of every
+interior pivot. "Computing the NEB forces can trivially be parallelised over the pivots" (Sec. 3.1):
+all pivots of a step are evaluated on ONE common mini-batch (pitfall 5), either with
+``torch.func.vmap`` over the pivots (``mode="vmap"``) or one pivot after the other
+(``mode="loop"``); ``mode="auto"`` times both once on the real batch and keeps the faster.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, grad_and_value, replace_all_batch_norm_modules_, vmap
+
+from .errors import ConfigError
+
+log = logging.getLogger("nobarriers")
+
+MODES = ("auto", "vmap", "loop")
+
+
+# --------------------------------------------------------------------------------------------
+# points <-> models
+# --------------------------------------------------------------------------------------------
+
+
+def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """``(name, parameter)`` of the coordinates of a point, in ``named_parameters()`` order."""
+    return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+
+
+def point_of(model: nn.Module) -> Tensor:
+    """Flatten the trainable parameters of ``model`` into one detached 1-D tensor (a point)."""
+    params = [p.detach().reshape(-1) for _, p in trainable_parameters(model)]
+    if not params:
+        raise ConfigError(f"{type(model).__name__} has no trainable parameters")
+    return torch.cat(params).clone()
+
+
+def load_point(model: nn.Module, point: Tensor) -> nn.Module:
+    """Write ``point`` into the trainable parameters of ``model`` (in place); returns ``model``.
+
+    Buffers (e.g. BatchNorm running statistics) are left untouched: recompute them with
+    :func:`nobarriers.evaluate.recompute_bn_statistics` before evaluating the point.
+    """
+    params = trainable_parameters(model)
+    dim = sum(p.numel() for _, p in params)
+    if point.dim() != 1 or point.numel() != dim:
+        raise ConfigError(
+            f"point of shape {tuple(point.shape)} does not fit {type(model).__name__}, "
+            f"which has {dim} trainable parameters"
+        )
+    with torch.no_grad():
+        offset = 0
+        for _, p in params:
+            n = p.numel()
+            p.copy_(point[offset : offset + n].view_as(p))
+            offset += n
+    return model
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` contains a BatchNorm layer that tracks running statistics."""
+    return any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+        for m in model.modules()
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# energies
+# --------------------------------------------------------------------------------------------
+
+
+def _sync(device: torch.device | None) -> None:
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Energy:
+    """Abstract energy ``L(point)``; subclasses implement the four ``_vmap_*``/``_loop_*`` kernels.
+
+    Public interface (``docs/design.md``):
+
+    * :meth:`sample_batch` -- one common batch for all pivots of a step (``None`` for functions);
+    * :meth:`losses_and_grads` -- losses ``[M]`` and gradients ``[M, D]`` of points ``[M, D]``;
+    * :meth:`losses` -- losses only, without autograd;
+    * :meth:`evaluation_losses` -- the deterministic loss used by AutoNEB's insertion test
+      (Appendix A); for networks on a fixed training subset with exact BatchNorm statistics.
+    """
+
+    dim: int
+    device: torch.device | None = None
+
+    def __init__(self, dim: int, mode: str = "auto", chunk_size: int | None = None):
+        if mode not in MODES:
+            raise ConfigError(f"energy mode {mode!r} is not one of {', '.join(MODES)}")
+        if chunk_size is not None and chunk_size < 1:
+            raise ConfigError(f"chunk_size must be >= 1 or None, got {chunk_size}")
+        self.dim = int(dim)
+        self.mode = mode
+        self.chunk_size = chunk_size
+        self.resolved_mode: str | None = None if mode == "auto" else mode
+
+    # ---- to be provided by subclasses -------------------------------------------------------
+    def _vmap_losses_and_grads(self, points: Tensor, batch) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _loop_losses_and_grads(self, points: Tensor, batch) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _vmap_losses(self, points: Tensor, batch) -> Tensor:
+        raise NotImplementedError
+
+    def _loop_losses(self, points: Tensor, batch) -> Tensor:
+        raise NotImplementedError
+
+    # ---- public interface --------------------------------------------------------------------
+    def sample_batch(self, generator: torch.Generator):
+        """A batch shared by all pivots of one NEB step; ``None`` if the energy needs no data."""
+        return None
+
+    def losses_and_grads(self, points: Tensor, batch=None) -> tuple[Tensor, Tensor]:
+        """Losses ``[M]`` and gradients ``[M, D]`` of ``points`` ``[M, D]`` on ``batch``."""
+        points = self._check_points(points)
+        mode = self.resolved_mode or self._resolve_mode(points, batch)
+        fn = self._vmap_losses_and_grads if mode == "vmap" else self._loop_losses_and_grads
+        while True:
+            try:
+                losses, grads = self._chunked(fn, points, batch)
+                return losses.detach(), grads.detach()
+            except torch.OutOfMemoryError:
+                # more pivots than when the mode was chosen: vmap over fewer pivots at a time
+                size = self.chunk_size or points.shape[0]
+                if mode != "vmap" or size <= 1:
+                    raise
+                self.chunk_size = max(1, size // 2)
+                log.warning(
+                    "out of memory with vmap over %d pivots; chunk_size -> %d",
+                    size,
+                    self.chunk_size,
+                )
+                if self.device is not None and self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+
+    def losses(self, points: Tensor, batch=None) -> Tensor:
+        """Losses ``[M]`` of ``points`` ``[M, D]`` on ``batch``, without gradients."""
+        points = self._check_points(points)
+        mode = self.resolved_mode or "loop"
+        fn = self._vmap_losses if mode == "vmap" else self._loop_losses
+        with torch.no_grad():
+            return self._chunked(fn, points, batch).detach()
+
+    def evaluation_losses(self, points: Tensor, subset_size: int | None = None, seed: int = 0):
+        """Deterministic losses for AutoNEB's insertion test; here simply :meth:`losses`."""
+        return self.losses(points)
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _check_points(self, points: Tensor) -> Tensor:
+        if points.dim() == 1:
+            points = points.unsqueeze(0)
+        if points.dim() != 2 or points.shape[1] != self.dim:
+            raise ConfigError(
+                f"points of shape {tuple(points.shape)} do not match the energy's dimension "
+                f"{self.dim} (expected [M, {self.dim}])"
+            )
+        if self.device is not None and points.device != self.device:
+            points = points.to(self.device)
+        return points
+
+    def _chunked(self, fn, points: Tensor, batch):
+        size = self.chunk_size or points.shape[0]
+        parts = [fn(chunk, batch) for chunk in points.split(size)]
+        if isinstance(parts[0], tuple):
+            return tuple(torch.cat(p) for p in zip(*parts, strict=True))
+        return torch.cat(parts)
+
+    def _resolve_mode(self, points: Tensor, batch, repeats: int = 2) -> str:
+        """Time vmap and loop on the real batch (warm-up + ``repeats`` runs); keep the faster."""
+        timings: dict[str, float] = {}
+        for mode, fn in (
+            ("vmap", self._vmap_losses_and_grads),
+            ("loop", self._loop_losses_and_grads),
+        ):
+            try:
+                self._chunked(fn, points, batch)  # warm-up (allocations, kernel selection)
+                _sync(self.device)
+                t0 = time.perf_counter()
+                for _ in range(repeats):
+                    self._chunked(fn, points, batch)
+                _sync(self.device)
+                timings[mode] = (time.perf_counter() - t0) / repeats
+            except (RuntimeError, NotImplementedError) as exc:  # unsupported op or out of memory
+                log.info("energy mode %s unavailable here: %s", mode, str(exc).splitlines()[0])
+                if self.device is not None and self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+        if not timings:
+            raise ConfigError("neither vmap nor loop evaluation works for this energy")
+        chosen = min(timings, key=timings.get)
+        log.info(
+            "energy mode auto -> %s (%s per step for %d points)",
+            chosen,
+            ", ".join(f"{m} {t * 1e3:.1f} ms" for m, t in timings.items()),
+            points.shape[0],
+        )
+        self.resolved_mode = chosen
+        return chosen
+
+
+class FunctionEnergy(Energy):
+    """Any differentiable ``fn(x: Tensor[D]) -> scalar Tensor`` (analytic test surfaces etc.).
+
+    ``mode="vmap"`` vectorises ``fn`` with ``torch.func.vmap(grad_and_value(fn))`` (``fn`` must
+    then be vmap-compatible: no ``.item()``, no data-dependent control flow); ``"loop"`` calls it
+    once per point.
+    """
+
+    def __init__(self, fn: Callable[[Tensor], Tensor], dim: int, mode: str = "auto"):
+        super().__init__(dim, mode)
+        self.fn = fn
+        self._vg = vmap(grad_and_value(fn))
+        self._v = vmap(fn)
+
+    def _vmap_losses_and_grads(self, points, batch):
+        grads, losses = self._vg(points)
+        return losses, grads
+
+    def _loop_losses_and_grads(self, points, batch):
+        losses, grads = [], []
+        for p in points:
+            x = p.detach().requires_grad_(True)
+            with torch.enable_grad():
+                value = self.fn(x)
+                (g,) = torch.autograd.grad(value, x)
+            losses.append(value.detach())
+            grads.append(g)
+        return torch.stack(losses), torch.stack(grads)
+
+    def _vmap_losses(self, points, batch):
+        return self._v(points)
+
+    def _loop_losses(self, points, batch):
+        return torch.stack([self.fn(p) for p in points])
+
+
+class ModelEnergy(Energy):
+    """Mean cross-entropy of ``model`` on mini-batches of ``(x, y)`` as a function of a point.
+
+    Coordinates are the trainable parameters of ``model`` (``named_parameters()`` order). During
+    NEB steps the network runs on a private copy whose BatchNorm layers normalise with the
+    statistics of the current batch and track no running statistics
+    (``torch.func.replace_all_batch_norm_modules_``); the copy is in eval mode otherwise, so the
+    energy is deterministic given the batch (no dropout noise). ``model`` itself is never changed.
+
+    Args:
+        model: network template (its current parameters are irrelevant).
+        x, y: training inputs and integer labels.
+        batch_size: size of the common NEB mini-batch.
+        mode: ``"vmap"``, ``"loop"`` or ``"auto"`` (time both once, keep the faster; logged).
+        chunk_size: at most this many pivots per vmap call (bounds memory); ``None`` = all.
+        augment: optional batched augmentation ``augment(x, generator) -> x`` for NEB batches;
+            never used for :meth:`evaluation_losses`.
+        device: where to compute; default the device of ``x``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        batch_size: int,
+        mode: str = "auto",
+        chunk_size: int | None = None,
+        augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+        device: str | torch.device | None = None,
+    ):
+        if x.shape[0] != y.shape[0]:
+            raise ConfigError(f"x has {x.shape[0]} samples but y has {y.shape[0]} labels")
+        if x.shape[0] == 0:
+            raise ConfigError("ModelEnergy needs at least one training sample")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = torch.device(device) if device is not None else x.device
+        self.x = x.to(self.device)
+        self.y = y.to(self.device)
+        self.batch_size = int(batch_size)
+        self.augment = augment
+        # evaluation copy: real BatchNorm with running statistics (for evaluation_losses)
+        self.model = copy.deepcopy(model).to(self.device)
+        # NEB copy: BatchNorm on batch statistics, nothing tracked, dropout off
+        self._net = replace_all_batch_norm_modules_(copy.deepcopy(model).to(self.device)).eval()
+        params = trainable_parameters(self._net)
+        self._names = [name for name, _ in params]
+        self._shapes = [p.shape for _, p in params]
+        self._numels = [p.numel() for _, p in params]
+        super().__init__(sum(self._numels), mode, chunk_size)
+        self._eval_cache: tuple[int | None, int, Tensor, Tensor] | None = None
+        self._vg = vmap(grad_and_value(self._loss), in_dims=(0, None, None))
+        self._v = vmap(self._loss, in_dims=(0, None, None))
+
+    # ---- points <-> models -------------------------------------------------------------------
+    def point_of(self, model: nn.Module) -> Tensor:
+        """Flatten the trainable parameters of ``model`` (same architecture) into a point."""
+        point = point_of(model)
+        if point.numel() != self.dim:
+            raise ConfigError(
+                f"{type(model).__name__} has {point.numel()} trainable parameters, "
+                f"the energy expects {self.dim}"
+            )
+        return point.to(self.device)
+
+    def load_point(self, model: nn.Module, point: Tensor) -> nn.Module:
+        """Write ``point`` into the trainable parameters of ``model`` (in place)."""
+        return load_point(model, point)
+
+    def _params(self, flat: Tensor) -> dict[str, Tensor]:
+        return {
+            name: chunk.view(shape)
+            for name, chunk, shape in zip(
+                self._names, flat.split(self._numels), self._shapes, strict=True
+            )
+        }
+
+    def _loss(self, flat: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        out = functional_call(self._net, self._params(flat), (x,))
+        return F.cross_entropy(out, y)
+
+    # ---- data --------------------------------------------------------------------------------
+    def sample_batch(self, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``batch_size`` distinct training samples drawn with ``generator`` (+ augmentation)."""
+        n = self.x.shape[0]
+        idx = torch.randperm(n, generator=generator, device=generator.device)[: self.batch_size]
+        idx = idx.to(self.device)
+        x, y = self.x[idx], self.y[idx]
+        if self.augment is not None:
+            x = self.augment(x, generator)
+        return x, y
+
+    def _full_batches(self):
+        return list(zip(self.x.split(self.batch_size), self.y.split(self.batch_size), strict=True))
+
+    # ---- kernels -----------------------------------------------------------------------------
+    def _vmap_losses_and_grads(self, points, batch):
+        x, y = batch
+        grads, losses = self._vg(points, x, y)
+        return losses, grads
+
+    def _loop_losses_and_grads(self, points, batch):
+        x, y = batch
+        losses, grads = [], []
+        for p in points:
+            flat = p.detach().requires_grad_(True)
+            with torch.enable_grad():
+                loss = self._loss(flat, x, y)
+                (g,) = torch.autograd.grad(loss, flat)
+            losses.append(loss.detach())
+            grads.append(g)
+        return torch.stack(losses), torch.stack(grads)
+
+    def _vmap_losses(self, points, batch):
+        x, y = batch
+        return self._v(points, x, y)
+
+    def _loop_losses(self, points, batch):
+        x, y = batch
+        return torch.stack([self._loss(p, x, y) for p in points])
+
+    def losses(self, points: Tensor, batch=None) -> Tensor:
+        """Losses on ``batch`` (BN on batch statistics); ``batch=None``: the whole training set in
+        un-augmented chunks of ``batch_size`` (sample-weighted mean of the chunk losses)."""
+        if batch is not None:
+            return super().losses(points, batch)
+        total = None
+        for x, y in self._full_batches():
+            part = super().losses(points, (x, y)) * x.shape[0]
+            total = part if total is None else total + part
+        return total / self.x.shape[0]
+
+    def evaluation_losses(self, points: Tensor, subset_size: int | None = None, seed: int = 0):
+        """Loss of each point on a fixed, seeded training subset of ``subset_size`` samples
+        (``None`` = all), un-augmented, in eval mode after estimating BatchNorm statistics ONCE per
+        point on that subset (:func:`nobarriers.evaluate.recompute_bn_statistics`)."""
+        from .evaluate import evaluate_model, recompute_bn_statistics
+
+        points = self._check_points(points)
+        x, y = self._eval_subset(subset_size, seed)
+        bn = has_batchnorm(self.model)
+        out = []
+        for p in points:
+            load_point(self.model, p)
+            if bn:
+                recompute_bn_statistics(self.model, x, self.batch_size)
+            out.append(evaluate_model(self.model, x, y, self.batch_size)["loss"])
+        return torch.tensor(out, dtype=torch.float64)
+
+    def _eval_subset(self, subset_size: int | None, seed: int) -> tuple[Tensor, Tensor]:
+        cache = self._eval_cache
+        if cache is not None and cache[0] == subset_size and cache[1] == seed:
+            return cache[2], cache[3]
+        n = self.x.shape[0]
+        if subset_size is None or subset_size >= n:
+            x, y = self.x, self.y
+        else:
+            gen = torch.Generator().manual_seed(int(seed))
+            idx = torch.randperm(n, generator=gen)[:subset_size].sort().values.to(self.device)
+            x, y = self.x[idx], self.y[idx]
+        self._eval_cache = (subset_size, seed, x, y)
+        return x, y

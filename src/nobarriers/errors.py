@@ -1,0 +1,17 @@
+"""Errors raised for bad input. Each message names the file, key, cycle or step involved."""
+
+
+class NoBarriersError(Exception):
+    """Base class of every error caused by user input or stored files."""
+
+
+class ConfigError(NoBarriersError):
+    """An invalid workflow or algorithm configuration."""
+
+
+class FileFormatError(NoBarriersError):
+    """A file that is missing, truncated, corrupt or of another kind than expected."""
+
+
+class DivergenceError(NoBarriersError):
+    """A loss became NaN or infinite during training or path optimisation."""

@@ -1,0 +1,282 @@
+"""One function per workflow job: files in, files out.
+
+The Snakemake scripts in ``workflow/scripts/`` unpack ``snakemake.input/output/params`` and call
+exactly one of these. Each function validates what it reads (format markers, config hashes), so a
+result of another configuration is refused instead of mixed in.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, FileFormatError
+from .runtime import atomic_path, configure_runtime, provenance
+
+log = logging.getLogger("nobarriers")
+
+
+def _write_json(path, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def _read_json(path, kind: str) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise FileFormatError(f"{kind} {path}: not readable JSON ({err})") from None
+
+
+def _check_hash(path, found: str, expected: str) -> None:
+    if expected and found != expected:
+        raise ConfigError(
+            f"{path} was computed with config hash {found!r}, but the current configuration "
+            f"has {expected!r}; remove it (or run with the configuration that produced it)"
+        )
+
+
+def _pair_of(path) -> tuple[int, int]:
+    a, b = Path(path).stem.split("-")
+    return int(a), int(b)
+
+
+# ---------------------------------------------------------------------------------- data
+
+
+def prepare_dataset_job(dataset: str, data_dir: str, out_json) -> None:
+    """Download (CIFAR) or check (digits) a dataset once; record its shape as evidence."""
+    from .data import load_dataset, prepare_dataset
+
+    prepare_dataset(dataset, data_dir)
+    data = load_dataset(dataset, data_dir)
+    _write_json(
+        out_json,
+        {
+            "dataset": dataset,
+            "num_classes": data.num_classes,
+            "input_shape": list(data.input_shape),
+            "n_train": int(data.x_train.shape[0]),
+            "n_test": int(data.x_test.shape[0]),
+            **provenance(),
+        },
+    )
+    log.info(
+        "dataset %s ready: %d train / %d test samples, %d classes",
+        dataset,
+        data.x_train.shape[0],
+        data.x_test.shape[0],
+        data.num_classes,
+    )
+
+
+def _load_data(dataset: str, data_dir: str, device):
+    from .data import load_dataset
+
+    return load_dataset(dataset, data_dir, device=device)
+
+
+# -------------------------------------------------------------------------------- minima
+
+
+def train_job(row: dict, seed: int, out_path, checkpoint, config_hash: str, data_dir, device,
+              threads) -> dict:
+    """Train one minimum (resumes from ``checkpoint``); ends with its exact-BN evaluation."""
+    from .train import train_minimum
+
+    dev = configure_runtime(threads, device)
+    data = _load_data(row["dataset"], data_dir, dev)
+    return train_minimum(
+        row["arch"], data, row["recipe"], int(seed), out_path, checkpoint,
+        config_hash=config_hash, device=dev,
+    )
+
+
+def _load_minima(paths, config_hash: str | None = None):
+    from .train import load_minimum
+
+    return [load_minimum(p, expect_config_hash=config_hash or None) for p in paths]
+
+
+def overlap_job(minima_paths, dataset: str, data_dir, outputs: dict, threshold: float,
+                metric: str, config_hash: str) -> None:
+    """Pairwise misclassification overlap of the minima: CSVs and a heatmap (PNG and PDF)."""
+    from .overlap import overlap_matrix, plot_overlap_heatmap, write_matrix_csv, write_overlap_csv
+
+    minima = _load_minima(minima_paths, config_hash)
+    labels = _load_data(dataset, data_dir, "cpu").y_test.numpy()
+    predictions = {m.seed: m.predictions.numpy() for m in minima}
+    seeds, jaccard, smaller = overlap_matrix(predictions, labels)
+    matrix = smaller if metric == "smaller" else jaccard
+    write_overlap_csv(outputs["pairs"], predictions, labels, threshold=threshold, metric=metric)
+    write_matrix_csv(outputs["matrix"], seeds, matrix)
+    arch = minima[0].arch
+    for key in ("png", "pdf"):
+        plot_overlap_heatmap(
+            outputs[key], seeds, matrix, threshold=threshold,
+            title=f"{dataset} {arch}: misclassification overlap",
+            metric_label=(
+                "overlap of misclassified test samples (of the smaller set)"
+                if metric == "smaller"
+                else "Jaccard overlap of misclassified test samples"
+            ),
+        )
+
+
+# ---------------------------------------------------------------------------- exploration
+
+
+def _minimum_losses(minima_paths, config_hash: str | None = None) -> dict[int, float]:
+    return {m.seed: float(m.metrics["train_loss"]) for m in _load_minima(minima_paths, config_hash)}
+
+
+def _computed_saddles(path_files, config_hash: str | None = None) -> dict[tuple, float]:
+    from .pathfile import read_path
+
+    computed = {}
+    for p in path_files:
+        record = read_path(p, load_pivots=False, expect_config_hash=config_hash or None)
+        computed[_pair_of(p)] = float(record.saddle_loss)
+    return computed
+
+
+def select_pairs_job(minima_paths, path_files, out_json, round_index: int, max_paths: int,
+                     pairs_per_round: int, config_hash: str) -> list:
+    """Algorithm 3, one round: which pairs to connect next (an empty list ends the loop)."""
+    from .landscape import next_pairs
+
+    losses = _minimum_losses(minima_paths)
+    computed = _computed_saddles(path_files, config_hash)
+    pairs = next_pairs(losses, computed, max_new=pairs_per_round, budget=max_paths)
+    _write_json(
+        out_json,
+        {
+            "round": int(round_index),
+            "pairs": [list(map(int, p)) for p in pairs],
+            "computed_before": len(computed),
+            "max_paths": max_paths,
+            "pairs_per_round": pairs_per_round,
+            "config_hash": config_hash,
+        },
+    )
+    log.info(
+        "round %d: %d paths computed so far, selected %s",
+        round_index, len(computed), pairs or "nothing (exploration done)",
+    )
+    return pairs
+
+
+def path_seed(a: int, b: int) -> int:
+    """A fixed seed per pair, so re-running a path job reproduces it."""
+    return 1_000_003 * int(a) + int(b)
+
+
+def autoneb_job(row: dict, minimum_a, minimum_b, out_path, state_path, config_hash: str,
+                minima_hash: str, data_dir, device, threads) -> None:
+    """Connect two minima with AutoNEB (resumable) and store the path as HDF5."""
+    from .autoneb import AutoNEBConfig, run_autoneb
+    from .energy import ModelEnergy
+    from .pathfile import write_path
+
+    dev = configure_runtime(threads, device)
+    data = _load_data(row["dataset"], data_dir, dev)
+    ma, mb = _load_minima([minimum_a, minimum_b], minima_hash)
+    if ma.arch != row["arch"] or mb.arch != row["arch"]:
+        raise FileFormatError(
+            f"{minimum_a}, {minimum_b}: architectures {ma.arch}/{mb.arch}, expected {row['arch']}"
+        )
+    config = AutoNEBConfig.from_dict(row["autoneb"])
+    model = ma.build(data.num_classes, data.input_shape).to(dev)
+    energy = ModelEnergy(
+        model, data.x_train, data.y_train, batch_size=config.batch_size, mode=config.mode,
+        device=dev,
+    )
+    start = energy.point_of(model)
+    end = energy.point_of(mb.build(data.num_classes, data.input_shape).to(dev))
+    seed = path_seed(ma.seed, mb.seed)
+    result = run_autoneb(energy, start, end, config, state_path=state_path, seed=seed)
+    write_path(
+        out_path, result, endpoints=(ma.seed, mb.seed), config=row, seed=seed,
+        dataset=row["dataset"], arch=row["arch"], config_hash=config_hash,
+    )
+    Path(state_path).unlink(missing_ok=True)
+
+
+def landscape_job(minima_paths, path_files, out_json, config_hash: str) -> dict:
+    """MST, ultrametric bounds and single-linkage merges of all computed paths."""
+    from .landscape import minimum_spanning_tree, single_linkage, ultrametric_bounds
+
+    losses = _minimum_losses(minima_paths)
+    computed = _computed_saddles(path_files, config_hash)
+    mst = minimum_spanning_tree(losses, computed)
+    nodes, bounds = ultrametric_bounds(losses, computed)
+    merges = single_linkage(nodes, bounds)
+    payload = {
+        "nodes": [int(n) for n in nodes],
+        "minimum_loss": {str(k): v for k, v in losses.items()},
+        "computed": [[int(a), int(b), s] for (a, b), s in sorted(computed.items())],
+        "mst": [[int(a), int(b), float(s)] for a, b, s in mst],
+        "bounds": [[float(x) if math.isfinite(x) else None for x in row] for row in bounds],
+        "merges": [[int(x), int(y), float(h), int(n)] for x, y, h, n in merges],
+        "config_hash": config_hash,
+        **provenance(),
+    }
+    _write_json(out_json, payload)
+    log.info(
+        "landscape: %d minima, %d paths, MST saddles %s",
+        len(nodes), len(computed), [round(e[2], 4) for e in mst],
+    )
+    return payload
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def evaluate_path_job(row: dict, path_file, out_path, config_hash: str, path_hash: str,
+                      data_dir, device, threads) -> None:
+    """Dense exact-BN evaluation of one MST path and of the straight line between its ends."""
+    from .evaluate import evaluate_line, evaluate_path
+    from .models import build_model
+    from .pathfile import read_path, write_evaluation
+
+    dev = configure_runtime(threads, device)
+    data = _load_data(row["dataset"], data_dir, dev)
+    record = read_path(path_file, load_pivots=True, expect_config_hash=path_hash)
+    model = build_model(row["arch"], data.num_classes, data.input_shape).to(dev)
+    settings = row["evaluation"]
+    pivots = record.pivots.to(dev)
+    dense = evaluate_path(
+        model, pivots, data, n_between=settings["n_between"], batch_size=settings["batch_size"]
+    )
+    line = evaluate_line(
+        model, pivots[0], pivots[-1], settings["line_points"], data,
+        batch_size=settings["batch_size"],
+    )
+    write_evaluation(
+        out_path, dense, line, endpoints=_pair_of(path_file), config=row,
+        dataset=row["dataset"], arch=row["arch"], config_hash=config_hash,
+    )
+
+
+def _read_csv(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+__all__ = [
+    "prepare_dataset_job",
+    "train_job",
+    "overlap_job",
+    "select_pairs_job",
+    "autoneb_job",
+    "landscape_job",
+    "evaluate_path_job",
+    "path_seed",
+]
+
+_ = np  # numpy is used by the report jobs below

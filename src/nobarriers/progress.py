@@ -1,0 +1,92 @@
+"""Progress reporting that reads well both in SLURM logs and on an interactive terminal.
+
+Plain log lines (``step 120/1000 | loss 0.4312 | 3.1 it/s | ETA 4m49s``) go to the logger at most
+every ``every_s`` seconds and at the end; on a TTY a one-line bar is redrawn on stderr in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+log = logging.getLogger("nobarriers")
+
+
+def format_duration(seconds: float) -> str:
+    """``3725`` -> ``'1h02m05s'``; short durations stay short."""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+class Progress:
+    """Count ``total`` units of work labelled ``desc``; call :meth:`update` after each unit."""
+
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        logger: logging.Logger | None = None,
+        every_s: float = 10.0,
+        start: int = 0,
+        stream=None,
+    ):
+        self.total = max(int(total), 1)
+        self.desc = desc
+        self.logger = logger or log
+        self.every_s = every_s
+        self.count = start
+        self._start_count = start
+        self._t0 = time.perf_counter()
+        self._last_log = self._t0
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def _line(self, metrics: dict) -> str:
+        elapsed = time.perf_counter() - self._t0
+        done = self.count - self._start_count
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.count) / rate if rate > 0 else float("nan")
+        parts = [f"{self.desc} {self.count}/{self.total}"]
+        parts += [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()]
+        parts.append(f"{rate:.3g} it/s" if rate >= 1 or rate == 0 else f"{1 / rate:.3g} s/it")
+        parts.append(f"ETA {format_duration(eta)}" if eta == eta else "ETA ?")
+        return " | ".join(parts)
+
+    def update(self, n: int = 1, **metrics) -> None:
+        self.count += n
+        now = time.perf_counter()
+        finished = self.count >= self.total
+        if finished or now - self._last_log >= self.every_s:
+            if self.tty:
+                self.stream.write("\r\033[K")
+            self.logger.info(self._line(metrics))
+            self._last_log = now
+        elif self.tty:
+            width = 30
+            filled = int(width * self.count / self.total)
+            bar = "#" * filled + "-" * (width - filled)
+            self.stream.write(f"\r[{bar}] {self._line(metrics)}")
+            self.stream.flush()
+
+
+def setup_logging(log_path: str | None = None, level: int = logging.INFO) -> logging.Logger:
+    """Log ``nobarriers`` messages with timestamps to stderr and, if given, to ``log_path``."""
+    logger = logging.getLogger("nobarriers")
+    logger.setLevel(level)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        handlers.append(logging.FileHandler(log_path, mode="a"))
+    logger.handlers.clear()
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        logger.addHandler(handler)
+    logger.propagate = False
+    return logger

@@ -1,0 +1,119 @@
+"""Process-level runtime: threads, device choice, RNG state, atomic file writes, provenance."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+
+log = logging.getLogger("nobarriers")
+
+
+def configure_runtime(threads: int | None = None, device: str = "auto") -> torch.device:
+    """Set torch's thread count (from Snakemake's ``threads``) and choose the device.
+
+    ``device="auto"`` takes the first visible CUDA device (SLURM exports ``CUDA_VISIBLE_DEVICES``)
+    and otherwise falls back to the CPU with a log line saying so.
+    """
+    if threads is not None and threads > 0:
+        torch.set_num_threads(int(threads))
+        with contextlib.suppress(RuntimeError):  # only settable before the first parallel op
+            torch.set_num_interop_threads(max(1, min(int(threads), 2)))
+    if device == "auto":
+        if torch.cuda.is_available():
+            chosen = torch.device("cuda")
+            log.info(
+                "device: %s (CUDA_VISIBLE_DEVICES=%s)",
+                torch.cuda.get_device_name(0),
+                os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
+            )
+        else:
+            chosen = torch.device("cpu")
+            log.info(
+                "device: no GPU visible (CUDA_VISIBLE_DEVICES=%s), running on the CPU with %d threads",
+                os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
+                torch.get_num_threads(),
+            )
+        return chosen
+    return torch.device(device)
+
+
+def rng_state() -> dict:
+    """Every RNG state a run depends on (Python, NumPy, torch CPU and CUDA) as tensors/lists."""
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``.
+
+    A job killed while writing leaves the previous file (or none) intact, never a torn one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def git_revision() -> str:
+    """The code revision of the installed package's checkout, or ``'unknown'``."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        if rev.returncode == 0:
+            dirty = subprocess.run(
+                ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+            return rev.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+def provenance() -> dict:
+    """Evidence every result file records: package version and code revision."""
+    return {"version": __version__, "git_revision": git_revision(), "torch": torch.__version__}

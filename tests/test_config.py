@@ -1,0 +1,118 @@
+"""Workflow configuration: schema validation with defaults, names, hashes, row selection."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nobarriers.config import (
+    expand_schedule,
+    load_config,
+    resolve_row,
+    selected_rows,
+    stage_hash,
+    validate_config,
+)
+from nobarriers.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def minimal():
+    return {"rows": [{"dataset": "digits", "arch": "mlp-16"}]}
+
+
+def test_defaults_are_filled_in():
+    config = validate_config(minimal())
+    assert config["minima_per_arch"] == 10
+    assert config["overlap"] == {"threshold": 0.7, "metric": "smaller"}
+    assert config["exploration"]["max_paths"] == 45
+    assert config["evaluation"]["n_between"] == 9
+
+
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda c: c.update(unknown_key=1), "unknown_key"),
+        (lambda c: c.update(minima_per_arch="ten"), "minima_per_arch"),
+        (lambda c: c.update(exploration={"max_paths": 0}), "exploration.max_paths"),
+        (lambda c: c["rows"][0].update(arch="resnet-banana"), "rows[0].arch"),
+        (lambda c: c["rows"][0].update(dataset="mnist"), "rows[0].dataset"),
+        (lambda c: c.update(autoneb={"schedule": []}), "autoneb.schedule"),
+        (lambda c: c.update(autoneb={"insert_treshold": 0.2}), "insert_treshold"),
+        (lambda c: c["rows"][0].update(recipe="nope"), "rows[0].recipe"),
+    ],
+)
+def test_invalid_config_names_the_key(mutate, key):
+    config = minimal()
+    mutate(config)
+    with pytest.raises(ConfigError) as err:
+        validate_config(config)
+    assert key in str(err.value)
+
+
+def test_duplicate_rows_are_refused():
+    config = minimal()
+    config["rows"].append(dict(config["rows"][0]))
+    with pytest.raises(ConfigError, match="twice"):
+        validate_config(config)
+
+
+@pytest.mark.parametrize(
+    "name", ["config/config.yaml", "config/paper.yaml", "tests/configs/tiny.yaml"]
+)
+def test_shipped_configs_are_valid(name):
+    config = load_config(ROOT / name)
+    for dataset, arch in selected_rows(config):
+        row = resolve_row(config, dataset, arch)
+        assert row["autoneb"]["schedule"], name
+
+
+def test_paper_config_has_all_28_rows_with_paper_values():
+    config = load_config(ROOT / "config/paper.yaml")
+    assert len(config["rows"]) == 28
+    row = resolve_row(config, "cifar10", "resnet-20")
+    schedule = row["autoneb"]["schedule"]
+    assert len(schedule) == 14 and sum(c["steps"] for c in schedule) == 16000
+    assert [c["lr"] for c in schedule] == [0.1] * 6 + [0.01] * 4 + [0.001] * 4
+    assert row["autoneb"]["insert_threshold"] == 0.2
+    assert row["autoneb"]["batch_size"] == 512
+    assert resolve_row(config, "cifar100", "resnet-56")["autoneb"]["batch_size"] == 256
+    assert row["recipe"]["epochs"] == 136 and row["recipe"]["batch_size"] == 128
+    dense = resolve_row(config, "cifar10", "densenet-40-12")["recipe"]
+    assert dense["epochs"] == 266 and dense["batch_size"] == 64 and dense["nesterov"]
+
+
+def test_expand_schedule():
+    assert expand_schedule([{"repeat": 2, "steps": 5, "lr": 0.1}, {"steps": 3, "lr": 0.01}]) == [
+        {"steps": 5, "lr": 0.1},
+        {"steps": 5, "lr": 0.1},
+        {"steps": 3, "lr": 0.01},
+    ]
+
+
+def test_stage_hashes_follow_the_settings_they_depend_on():
+    config = validate_config(minimal())
+    base = resolve_row(config, "digits", "mlp-16")
+    changed_neb = copy.deepcopy(config)
+    changed_neb["autoneb"]["insert_threshold"] = 0.1
+    neb = resolve_row(validate_config(changed_neb), "digits", "mlp-16")
+    assert stage_hash(neb, "minima") == stage_hash(base, "minima")
+    assert stage_hash(neb, "paths") != stage_hash(base, "paths")
+    # The budget extends the loop: it must not invalidate finished paths.
+    bigger = copy.deepcopy(config)
+    bigger["exploration"]["max_paths"] = 3
+    budget = resolve_row(validate_config(bigger), "digits", "mlp-16")
+    assert stage_hash(budget, "evaluation") == stage_hash(base, "evaluation")
+
+
+def test_selection_by_dataset_and_architecture(tmp_path):
+    config = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    config["datasets"] = ["cifar100"]
+    config["architectures"] = ["resnet-20", "cnn-12"]
+    validate_config(config)
+    assert selected_rows(config) == [("cifar100", "cnn-12"), ("cifar100", "resnet-20")]
+    config["architectures"] = ["cnn-13"]
+    with pytest.raises(ConfigError, match="matches no row"):
+        selected_rows(config)

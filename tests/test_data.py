@@ -1,0 +1,249 @@
+"""Datasets: CIFAR loaders on generated archives in CIFAR's own format, offline errors,
+batched augmentation, minibatch iteration, the digits split."""
+
+import hashlib
+import pickle
+import tarfile
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+import torchvision.datasets.utils as tv_utils
+from torchvision.datasets import CIFAR10
+
+from nobarriers import data as D
+from nobarriers.errors import ConfigError, FileFormatError, NoBarriersError
+
+torch.set_num_threads(1)
+
+
+def _md5(path):
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _write_cifar(root, name, per_file=4, seed=0):
+    """Tiny CIFAR10/100 folder in the on-disk format of the real archives.
+
+    Returns (folder, checksums, images) with images = {"train": uint8 N×32×32×3, "test": …}
+    and the labels in file order."""
+    rng = np.random.default_rng(seed)
+    if name == "cifar10":
+        folder = root / "cifar-10-batches-py"
+        files = {f"data_batch_{i}": "train" for i in range(1, 6)} | {"test_batch": "test"}
+        meta, meta_key, label_key, classes = "batches.meta", "label_names", "labels", 10
+    else:
+        folder = root / "cifar-100-python"
+        files = {"train": "train", "test": "test"}
+        meta, meta_key, label_key, classes = "meta", "fine_label_names", "fine_labels", 100
+    folder.mkdir(parents=True)
+    out = {"train": ([], []), "test": ([], [])}
+    for fname, split in files.items():
+        img = rng.integers(0, 256, size=(per_file, 32, 32, 3), dtype=np.uint8)
+        labels = [int(v) for v in rng.integers(0, classes, size=per_file)]
+        entry = {"data": img.transpose(0, 3, 1, 2).reshape(per_file, 3072), label_key: labels}
+        if name == "cifar100":
+            entry["coarse_labels"] = [v // 5 for v in labels]
+        (folder / fname).write_bytes(pickle.dumps(entry, protocol=2))
+        out[split][0].append(img)
+        out[split][1].extend(labels)
+    names = {meta_key: [f"class{i}" for i in range(classes)]}
+    (folder / meta).write_bytes(pickle.dumps(names, protocol=2))
+    checksums = {p.name: _md5(p) for p in folder.iterdir()}
+    images = {k: (np.concatenate(v[0]), np.array(v[1])) for k, v in out.items()}
+    return folder, checksums, images
+
+
+@pytest.mark.parametrize("name, n_train, n_test", [("cifar10", 20, 4), ("cifar100", 4, 4)])
+def test_cifar_loader_on_generated_files(tmp_path, name, n_train, n_test):
+    _, checksums, images = _write_cifar(tmp_path, name)
+    ds = D.load_dataset(name, tmp_path, checksums=checksums)
+    assert ds.name == name and ds.augment == "cifar" and ds.input_shape == (3, 32, 32)
+    assert ds.num_classes == (10 if name == "cifar10" else 100)
+    assert ds.x_train.shape == (n_train, 3, 32, 32) and ds.x_train.dtype == torch.float32
+    assert ds.x_test.shape == (n_test, 3, 32, 32)
+    assert ds.y_train.dtype == torch.int64
+    assert ds.y_train.tolist() == images["train"][1].tolist()
+    assert ds.y_test.tolist() == images["test"][1].tolist()
+    # per-channel statistics of the training set, applied to both splits
+    raw_tr = torch.from_numpy(images["train"][0]).permute(0, 3, 1, 2).double() / 255
+    mean, std = raw_tr.mean(dim=(0, 2, 3)), raw_tr.std(dim=(0, 2, 3))
+    torch.testing.assert_close(torch.tensor(ds.mean).double(), mean, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ds.x_train.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(ds.x_train.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-4, rtol=0)
+    raw_te = torch.from_numpy(images["test"][0]).permute(0, 3, 1, 2).double() / 255
+    expect = ((raw_te - mean[:, None, None]) / std[:, None, None]).float()
+    torch.testing.assert_close(ds.x_test, expect, atol=1e-4, rtol=1e-4)
+
+
+def test_cifar_md5_check_is_kept(tmp_path):
+    folder, checksums, _ = _write_cifar(tmp_path, "cifar10")
+    # torchvision's own md5s of the real files do not match the generated files
+    with pytest.raises(FileFormatError) as err:
+        D.load_dataset("cifar10", tmp_path)
+    assert "md5 mismatch" in str(err.value) and "data_batch_1" in str(err.value)
+    # a corrupted file fails the (replaced) check as well
+    (folder / "data_batch_3").write_bytes(b"garbage")
+    with pytest.raises(FileFormatError, match="data_batch_3 md5 mismatch"):
+        D.load_dataset("cifar10", tmp_path, checksums=checksums)
+    (folder / "data_batch_3").unlink()
+    with pytest.raises(FileFormatError, match="data_batch_3 missing"):
+        D.load_dataset("cifar10", tmp_path, verify=False)
+
+
+def test_cifar_missing_says_where_to_put_it(tmp_path):
+    with pytest.raises(D.DatasetUnavailable) as err:
+        D.load_dataset("cifar100", tmp_path)
+    msg = str(err.value)
+    assert str(tmp_path / "cifar-100-python.tar.gz") in msg
+    assert str(tmp_path / "cifar-100-python") in msg
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("network is unreachable (test)")
+
+    monkeypatch.setattr(tv_utils.urllib.request, "urlopen", refuse)
+
+
+def test_prepare_dataset_without_network(tmp_path, no_network):
+    with pytest.raises(D.DatasetUnavailable) as err:
+        D.prepare_dataset("cifar10", tmp_path)
+    msg = str(err.value)
+    assert isinstance(err.value, NoBarriersError)
+    assert "could not download" in msg and "network is unreachable" in msg
+    assert str(tmp_path / "cifar-10-python.tar.gz") in msg
+    assert str(tmp_path / "cifar-10-batches-py") in msg
+    D.prepare_dataset("digits", tmp_path)  # bundled: nothing to download
+
+
+def test_prepare_dataset_uses_a_placed_archive_offline(tmp_path, no_network, monkeypatch):
+    src = tmp_path / "src"
+    folder, checksums, images = _write_cifar(src, "cifar10")
+    archive = tmp_path / "data" / "cifar-10-python.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    # the expected md5s of the generated archive and files instead of the real ones
+    monkeypatch.setattr(CIFAR10, "tgz_md5", _md5(archive))
+    monkeypatch.setattr(CIFAR10, "train_list", [[f, checksums[f]] for f, _ in CIFAR10.train_list])
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", checksums["test_batch"]]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": checksums["batches.meta"]})
+    D.prepare_dataset("cifar10", archive.parent)
+    ds = D.load_dataset("cifar10", archive.parent)
+    assert ds.y_test.tolist() == images["test"][1].tolist()
+
+
+def test_unknown_dataset():
+    with pytest.raises(ConfigError, match="cifar10, cifar100, digits"):
+        D.load_dataset("mnist", "/nonexistent")
+    with pytest.raises(ConfigError, match="cifar10, cifar100, digits"):
+        D.prepare_dataset("imagenet", "/nonexistent")
+
+
+def _identify(x, out, p):
+    """For each sample the unique (dy, dx, flip) such that out = crop of padded (flipped) x."""
+    h, w = x.shape[-2:]
+    padded = torch.nn.functional.pad(x, (p, p, p, p))
+    found = []
+    for i in range(x.shape[0]):
+        hits = [
+            (dy, dx, flip)
+            for dy in range(2 * p + 1)
+            for dx in range(2 * p + 1)
+            for flip in (False, True)
+            if torch.equal(
+                out[i],
+                padded[i, :, dy : dy + h, dx : dx + w].flip(-1)
+                if flip
+                else padded[i, :, dy : dy + h, dx : dx + w],
+            )
+        ]
+        assert len(hits) == 1, (i, hits)
+        found.append(hits[0])
+    return found
+
+
+def test_augment_is_a_padded_crop_and_flip_of_each_sample():
+    n, c, h, w = 300, 2, 6, 6
+    x = torch.arange(1, n * c * h * w + 1, dtype=torch.float32).reshape(n, c, h, w)
+    out = D.augment_batch(x, "cifar", torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    found = _identify(x, out, 4)
+    dys, dxs, flips = zip(*found, strict=True)
+    assert set(dys) == set(range(9)) and set(dxs) == set(range(9))
+    assert 0.35 < np.mean(flips) < 0.65
+
+
+def test_augment_moves_a_known_pixel_predictably():
+    # all-zero images with one marked pixel; a 32×32 image like CIFAR
+    x = torch.zeros(64, 3, 32, 32)
+    x[:, 1, 10, 20] = 1.0
+    out = D.augment_batch(x, "cifar", torch.Generator().manual_seed(1))
+    ones = out.nonzero()
+    assert (ones[:, 1] == 1).all() and len(ones) == 64  # offsets <= 4 px keep the pixel inside
+    for i, (dy, dx, flip) in enumerate(_identify(x[:16], out[:16], 4)):
+        row = 10 + 4 - dy  # padded row 14, crop starts at dy
+        col = 20 + 4 - dx
+        col = 31 - col if flip else col
+        assert out[i, 1, row, col] == 1.0 and out[i].sum() == 1.0
+
+
+def test_augment_determinism_and_none():
+    x = torch.randn(16, 3, 32, 32)
+    a = D.augment_batch(x, "cifar", torch.Generator().manual_seed(5))
+    b = D.augment_batch(x, "cifar", torch.Generator().manual_seed(5))
+    c = D.augment_batch(x, "cifar", torch.Generator().manual_seed(6))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert D.augment_batch(x, "none", None) is x
+    with pytest.raises(ConfigError, match="cifar, none"):
+        D.augment_batch(x, "autoaugment", None)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_augment_on_cuda_matches_cpu_with_a_cpu_generator():
+    x = torch.randn(32, 3, 32, 32)
+    cpu = D.augment_batch(x, "cifar", torch.Generator().manual_seed(2))
+    gpu = D.augment_batch(x.cuda(), "cifar", torch.Generator().manual_seed(2))
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu)
+
+
+def test_iterate_minibatches():
+    x = torch.arange(10.0)[:, None]
+    y = torch.arange(10)
+    batches = list(D.iterate_minibatches(x, y, 4, torch.Generator().manual_seed(0)))
+    assert [len(b[1]) for b in batches] == [4, 4, 2]
+    seen = torch.cat([b[1] for b in batches])
+    assert sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))
+    for xb, yb in batches:
+        assert torch.equal(xb[:, 0].long(), yb)
+    again = list(D.iterate_minibatches(x, y, 4, torch.Generator().manual_seed(0)))
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(batches, again, strict=True))
+    dropped = list(D.iterate_minibatches(x, y, 4, torch.Generator().manual_seed(0), True))
+    assert [len(b[1]) for b in dropped] == [4, 4]
+    idx = list(D.index_batches(10, 3, torch.Generator().manual_seed(0), drop_last=True))
+    assert [len(i) for i in idx] == [3, 3, 3]
+
+
+def test_digits_split_and_normalisation():
+    ds = D.load_dataset("digits")
+    assert ds.input_shape == (1, 8, 8) and ds.augment == "none" and ds.num_classes == 10
+    assert ds.x_train.shape == (1437, 1, 8, 8) and ds.x_test.shape == (360, 1, 8, 8)
+    assert ds.x_train.dtype == torch.float32 and ds.y_train.dtype == torch.int64
+    # stratified: every class has its share (about 10%) in the test split
+    counts = torch.bincount(ds.y_test, minlength=10)
+    assert counts.min() >= 35 and counts.max() <= 37
+    # fixed: a second load gives the same split
+    again = D.load_dataset("digits")
+    assert torch.equal(again.x_test, ds.x_test) and torch.equal(again.y_train, ds.y_train)
+    flat = ds.x_train.reshape(1437, 64).double()
+    torch.testing.assert_close(
+        flat.mean(0), torch.zeros(64, dtype=torch.float64), atol=1e-6, rtol=0
+    )
+    std = flat.std(0, unbiased=False)
+    constant = torch.tensor(ds.std) == 1.0
+    assert constant.any()  # the always-blank border pixels
+    assert torch.allclose(std[~constant], torch.ones(int((~constant).sum()), dtype=torch.float64))
+    assert (flat[:, constant] == 0).all()

@@ -1,0 +1,273 @@
+import dataclasses
+import json
+import logging
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from nobarriers.data import load_dataset
+from nobarriers.errors import ConfigError, DivergenceError, FileFormatError
+from nobarriers.train import (
+    DIGITS_RECIPE,
+    PAPER_RECIPES,
+    RECIPE_KEYS,
+    learning_curve_crossing,
+    load_minimum,
+    lr_at_epoch,
+    recipe_for,
+    train_minimum,
+    validate_recipe,
+)
+
+torch.set_num_threads(1)
+
+SHORT = {**DIGITS_RECIPE, "epochs": 5, "lr_milestones": [0.4, 0.8]}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def digits_aug(digits):
+    # exercises the augmentation generator in the resume test (crop + flip work on 8x8 too)
+    return dataclasses.replace(digits, augment="cifar")
+
+
+class ListHandler(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture(scope="module")
+def trained(digits, tmp_path_factory):
+    """The full digits recipe on mlp-32: one minimum shared by several tests."""
+    out = tmp_path_factory.mktemp("min") / "0.safetensors"
+    ckpt = out.with_suffix(".ckpt")
+    handler = ListHandler()
+    logger = logging.getLogger("test_train.full")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    metrics = train_minimum(
+        "mlp-32", digits, recipe_for("mlp-32"), 0, out, ckpt, config_hash="abc", log=logger
+    )
+    return out, ckpt, metrics, handler.lines
+
+
+def tensors_of(path):
+    m = load_minimum(path)
+    return m.state_dict, m.predictions, m.history, m.metrics
+
+
+def assert_same_minimum(path_a, path_b):
+    sa, pa, ha, ma = tensors_of(path_a)
+    sb, pb, hb, mb = tensors_of(path_b)
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    assert torch.equal(pa, pb)
+    assert ha == hb
+    assert ma == mb
+
+
+# ------------------------------------------------------------------------------------ recipes
+
+
+def test_paper_recipes():
+    for family, recipe in PAPER_RECIPES.items():
+        assert validate_recipe(recipe) == recipe, family
+        assert recipe["lr"] == 0.1 and recipe["momentum"] == 0.9
+        assert recipe["weight_decay"] == 1e-4 and recipe["lr_milestones"] == [0.5, 0.75]
+        assert recipe["lr_gamma"] == 0.1 and recipe["augment"]
+    assert PAPER_RECIPES["cnn"]["batch_size"] == PAPER_RECIPES["resnet"]["batch_size"] == 128
+    assert PAPER_RECIPES["cnn"]["epochs"] == PAPER_RECIPES["resnet"]["epochs"] == 136
+    dn = PAPER_RECIPES["densenet"]
+    assert (dn["batch_size"], dn["epochs"], dn["nesterov"]) == (64, 266, True)
+    assert recipe_for("resnet-20") == PAPER_RECIPES["resnet"]
+    assert recipe_for("densenet-bc-100-12") == PAPER_RECIPES["densenet"]
+    assert recipe_for("cnn-48x2") == PAPER_RECIPES["cnn"]
+    assert recipe_for("mlp-32") == DIGITS_RECIPE == recipe_for("cnn-8", dataset="digits")
+    assert recipe_for("resnet-20", overrides={"epochs": 3})["epochs"] == 3
+    # step schedule: /10 after 50 % and 75 % of 136 epochs
+    r = PAPER_RECIPES["resnet"]
+    assert lr_at_epoch(r, 0) == lr_at_epoch(r, 67) == 0.1
+    assert lr_at_epoch(r, 68) == pytest.approx(0.01) == lr_at_epoch(r, 101)
+    assert lr_at_epoch(r, 102) == pytest.approx(0.001) == lr_at_epoch(r, 135)
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        ({"epoch": 3}, "epoch"),
+        ({"lr": -1}, "lr"),
+        ({"lr": "fast"}, "lr"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 12.5}, "batch_size"),
+        ({"momentum": 1.5}, "momentum"),
+        ({"nesterov": "yes"}, "nesterov"),
+        ({"lr_milestones": [0.5, 1.5]}, "lr_milestones"),
+        ({"lr_gamma": 0}, "lr_gamma"),
+        ({"augment": 1}, "augment"),
+    ],
+)
+def test_bad_recipe_names_key(change, key):
+    with pytest.raises(ConfigError, match=repr(key)):
+        validate_recipe({**DIGITS_RECIPE, **change})
+
+
+def test_recipe_missing_key_and_yaml_strings():
+    recipe = {k: v for k, v in DIGITS_RECIPE.items() if k != "eval_batch_size"}
+    with pytest.raises(ConfigError, match="eval_batch_size"):
+        validate_recipe(recipe)
+    assert validate_recipe({**DIGITS_RECIPE, "weight_decay": "1e-4"})["weight_decay"] == 1e-4
+    assert set(RECIPE_KEYS) == set(DIGITS_RECIPE)
+
+
+def test_learning_curve_crossing():
+    history = [{"epoch": i + 1, "train_loss": v} for i, v in enumerate([2.3, 1.0, 0.5, 0.6, 0.2])]
+    assert learning_curve_crossing(history, 0.55) == 3
+    assert learning_curve_crossing(history, 5.0) == 1
+    assert learning_curve_crossing(history, 0.1) is None
+    assert learning_curve_crossing([], 1.0) is None
+
+
+# ----------------------------------------------------------------------------------- training
+
+
+def test_digits_minimum(trained, digits):
+    out, ckpt, metrics, lines = trained
+    assert metrics["test_error"] <= 0.05  # >= 95 % test accuracy
+    assert not ckpt.exists()  # checkpoint removed after the minimum is written
+    m = load_minimum(out, expect_arch="mlp-32", expect_dataset="digits", expect_config_hash="abc")
+    assert (m.arch, m.dataset, m.seed) == ("mlp-32", "digits", 0)
+    assert m.metadata["nobarriers_format"] == "minimum/1"
+    assert m.metadata["recipe"] == recipe_for("mlp-32")
+    for key in ("version", "git_revision", "config_hash"):
+        assert key in m.metadata
+    assert m.metrics == pytest.approx(metrics)
+    epochs = DIGITS_RECIPE["epochs"]
+    assert [h["epoch"] for h in m.history] == list(range(1, epochs + 1))
+    assert set(m.history[0]) == {
+        "epoch",
+        "lr",
+        "train_loss",
+        "train_error",
+        "test_loss",
+        "test_error",
+    }
+    assert m.history[0]["lr"] == DIGITS_RECIPE["lr"]
+    assert m.history[-1]["lr"] == pytest.approx(DIGITS_RECIPE["lr"] * 0.01)
+    assert m.history[-1]["train_loss"] < m.history[0]["train_loss"]
+    assert learning_curve_crossing(m.history, m.history[0]["train_loss"]) == 2
+    # the stored predictions are the rebuilt model's test predictions
+    model = m.build(digits.num_classes, digits.input_shape)
+    with torch.no_grad():
+        pred = model(digits.x_test).argmax(1)
+    assert torch.equal(pred, m.predictions)
+    assert m.predictions.dtype == torch.int64 and m.predictions.shape == digits.y_test.shape
+    assert float((pred != digits.y_test).float().mean()) == pytest.approx(metrics["test_error"])
+    # one progress line per epoch, with ETA
+    epoch_lines = [line for line in lines if f"/{epochs} |" in line]
+    assert len(epoch_lines) == epochs and all("ETA" in line for line in epoch_lines)
+
+
+def test_same_seed_same_minimum(digits, tmp_path):
+    train_minimum("cnn-4", digits, SHORT, 7, tmp_path / "a.st", tmp_path / "a.ckpt")
+    train_minimum("cnn-4", digits, SHORT, 7, tmp_path / "b.st", tmp_path / "b.ckpt")
+    assert_same_minimum(tmp_path / "a.st", tmp_path / "b.st")
+    train_minimum("cnn-4", digits, SHORT, 8, tmp_path / "c.st", tmp_path / "c.ckpt")
+    a, c = load_minimum(tmp_path / "a.st"), load_minimum(tmp_path / "c.st")
+    assert any(not torch.equal(a.state_dict[k], c.state_dict[k]) for k in a.state_dict)
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_after(k):
+    def hook(epoch, entry):
+        if epoch == k:
+            raise Killed(epoch)
+
+    return hook
+
+
+def test_resume_is_bitwise_identical(digits_aug, tmp_path):
+    recipe = {**SHORT, "augment": True}
+    full = tmp_path / "full.st"
+    train_minimum("cnn-4", digits_aug, recipe, 3, full, tmp_path / "full.ckpt")
+    out, ckpt = tmp_path / "resumed.st", tmp_path / "resumed.ckpt"
+    with pytest.raises(Killed):
+        train_minimum("cnn-4", digits_aug, recipe, 3, out, ckpt, on_epoch_end=kill_after(2))
+    assert ckpt.exists() and not out.exists()
+    stored = torch.load(ckpt, weights_only=True)
+    assert stored["epochs_done"] == 2 and len(stored["history"]) == 2
+    train_minimum("cnn-4", digits_aug, recipe, 3, out, ckpt)
+    assert not ckpt.exists()
+    assert_same_minimum(full, out)
+
+
+def test_checkpoint_of_other_run_refused(digits, tmp_path):
+    out, ckpt = tmp_path / "m.st", tmp_path / "m.ckpt"
+    with pytest.raises(Killed):
+        train_minimum(
+            "mlp-8", digits, SHORT, 1, out, ckpt, config_hash="h1", on_epoch_end=kill_after(1)
+        )
+    with pytest.raises(ConfigError, match="'seed'") as err:
+        train_minimum("mlp-8", digits, SHORT, 2, out, ckpt, config_hash="h1")
+    assert str(ckpt) in str(err.value)
+    with pytest.raises(ConfigError, match="'recipe'"):
+        train_minimum("mlp-8", digits, {**SHORT, "lr": 0.01}, 1, out, ckpt, config_hash="h1")
+    with pytest.raises(ConfigError, match="'config_hash'"):
+        train_minimum("mlp-8", digits, SHORT, 1, out, ckpt, config_hash="h2")
+    with pytest.raises(ConfigError, match="'arch'"):
+        train_minimum("mlp-9", digits, SHORT, 1, out, ckpt, config_hash="h1")
+    ckpt.write_bytes(b"garbage")
+    with pytest.raises(FileFormatError, match="m.ckpt"):
+        train_minimum("mlp-8", digits, SHORT, 1, out, ckpt, config_hash="h1")
+    assert not out.exists()
+
+
+def test_divergence_raises_and_writes_nothing(digits, tmp_path):
+    out = tmp_path / "nan.st"
+    with pytest.raises(DivergenceError, match="epoch 1/"):
+        train_minimum("mlp-8", digits, {**SHORT, "lr": 1e6}, 0, out, tmp_path / "nan.ckpt")
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------ minimum files
+
+
+def test_load_minimum_refuses_bad_files(trained, tmp_path):
+    out = trained[0]
+    data = out.read_bytes()
+    with pytest.raises(FileFormatError, match="expected 'cnn-12'"):
+        load_minimum(out, expect_arch="cnn-12")
+    with pytest.raises(FileFormatError, match="dataset"):
+        load_minimum(out, expect_dataset="cifar10")
+    with pytest.raises(FileFormatError, match="config_hash"):
+        load_minimum(out, expect_config_hash="other")
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FileFormatError, match="truncated.safetensors"):
+        load_minimum(truncated)
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x00\x01not a safetensors file at all" * 10)
+    with pytest.raises(FileFormatError, match="corrupt.safetensors"):
+        load_minimum(corrupt)
+    unmarked = tmp_path / "unmarked.safetensors"
+    save_file({"w": torch.zeros(2)}, str(unmarked), metadata={"arch": "mlp-32"})
+    with pytest.raises(FileFormatError, match="nobarriers_format"):
+        load_minimum(unmarked)
+    with pytest.raises(FileFormatError, match="not found"):
+        load_minimum(tmp_path / "missing.safetensors")
+    # metadata round trip
+    meta = load_minimum(out).metadata
+    assert json.loads(json.dumps(meta["history"])) == meta["history"]
