@@ -99,11 +99,23 @@ def mst_edges(wildcards):
         return [tuple(sorted(edge[:2])) for edge in json.load(f)["mst"]]
 
 
+def mst_path_files(wildcards):
+    return [path_file(wildcards, pair) for pair in mst_edges(wildcards)]
+
+
 def evaluated_mst_paths(wildcards):
     return [
         f"{row_dir(wildcards.dataset, wildcards.arch)}/evaluated/{a}-{b}.h5"
         for a, b in mst_edges(wildcards)
     ]
+
+
+def expected_table_hashes(wildcards):
+    """Config hash (evaluation stage) of every selected row: the table refuses other results."""
+    return {
+        f"{dataset}/{arch}": stage_hash(resolve_row(config, dataset, arch), "evaluation")
+        for dataset, arch in ROWS
+    }
 
 
 ROW_FIGURES = [

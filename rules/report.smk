@@ -18,9 +18,7 @@ rule table_row:
     params:
         row=row_settings,
         minima_hash=row_hash("minima"),
-        path_hash=row_hash("paths"),
         config_hash=row_hash("evaluation"),
-        paths_dir=f"{R}/{{dataset}}/{{arch}}/paths",
     threads: 1
     resources:
         runtime=10,
@@ -52,6 +50,8 @@ rule table_b1:
         fig5_pdf=f"{R}/figures/fig5_min_vs_saddle.pdf",
     log:
         f"{R}/logs/table_b1.log",
+    params:
+        expected_hashes=expected_table_hashes,
     threads: 1
     resources:
         runtime=10,
@@ -68,6 +68,7 @@ rule row_figures:
         row=f"{R}/{{dataset}}/{{arch}}/table_row.json",
         landscape=f"{R}/{{dataset}}/{{arch}}/landscape.json",
         evaluated=evaluated_mst_paths,
+        paths=mst_path_files,
     output:
         **{
             f"{name}_{ext}": report(
@@ -85,8 +86,9 @@ rule row_figures:
     log:
         f"{R}/logs/{{dataset}}/{{arch}}/row_figures.log",
     params:
-        paths_dir=f"{R}/{{dataset}}/{{arch}}/paths",
         cycles=config["figures"]["cycles"],
+        minima_hash=row_hash("minima"),
+        path_hash=row_hash("paths"),
         config_hash=row_hash("evaluation"),
     threads: 1
     resources:
@@ -103,6 +105,7 @@ rule slice_figure:
         dataset=f"{R}/data/{{dataset}}.json",
         landscape=f"{R}/{{dataset}}/{{arch}}/landscape.json",
         evaluated=evaluated_mst_paths,
+        paths=mst_path_files,
     output:
         png=report(
             f"{R}/figures/{{dataset}}/{{arch}}/fig1_slice.png",
@@ -118,9 +121,9 @@ rule slice_figure:
         f"{R}/benchmarks/{{dataset}}/{{arch}}/slice_figure.tsv"
     params:
         row=row_settings,
-        paths_dir=f"{R}/{{dataset}}/{{arch}}/paths",
         resolution=config["figures"]["slice_resolution"],
         margin=config["figures"]["slice_margin"],
+        path_hash=row_hash("paths"),
         config_hash=row_hash("evaluation"),
         data_dir=config["data_dir"],
         device=config["device"],

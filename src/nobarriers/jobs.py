@@ -240,9 +240,10 @@ def landscape_job(minima_paths, path_files, out_json, config_hash: str) -> dict:
 def evaluate_path_job(row: dict, path_file, out_path, config_hash: str, path_hash: str,
                       data_dir, device, threads) -> None:
     """Dense exact-BN evaluation of one MST path and of the straight line between its ends."""
-    from .evaluate import evaluate_line, evaluate_path
+    from .evaluate import dense_positions, evaluate_line, evaluate_path
     from .models import build_model
     from .pathfile import read_path, write_evaluation
+    from .progress import Progress
 
     dev = configure_runtime(threads, device)
     data = _load_data(row["dataset"], data_dir, dev)
@@ -250,22 +251,208 @@ def evaluate_path_job(row: dict, path_file, out_path, config_hash: str, path_has
     model = build_model(row["arch"], data.num_classes, data.input_shape).to(dev)
     settings = row["evaluation"]
     pivots = record.pivots.to(dev)
+    n_dense = len(dense_positions(pivots.shape[0], settings["n_between"]))
+    progress = Progress(n_dense + settings["line_points"], "evaluate point")
     dense = evaluate_path(
-        model, pivots, data, n_between=settings["n_between"], batch_size=settings["batch_size"]
+        model, pivots, data, n_between=settings["n_between"],
+        batch_size=settings["batch_size"], progress=progress,
     )
     line = evaluate_line(
         model, pivots[0], pivots[-1], settings["line_points"], data,
-        batch_size=settings["batch_size"],
+        batch_size=settings["batch_size"], progress=progress,
     )
     write_evaluation(
-        out_path, dense, line, endpoints=_pair_of(path_file), config=row,
+        out_path, dense, line, endpoints=record.endpoints, config=row, seed=record.seed,
         dataset=row["dataset"], arch=row["arch"], config_hash=config_hash,
+    )
+    log.info(
+        "path %s: saddle train loss %.4g (AutoNEB estimate %.4g), straight line %.4g",
+        path_file, dense["train_loss"].max(), record.saddle_loss, line["train_loss"].max(),
     )
 
 
 def _read_csv(path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+# --------------------------------------------------------------------------------- report
+
+
+def _minimum_rows(minima) -> list[dict]:
+    return [
+        {"seed": m.seed, **{k: float(v) for k, v in m.metrics.items()}, "history": m.history}
+        for m in minima
+    ]
+
+
+def _evaluations(evaluated_files, config_hash: str) -> dict:
+    from .pathfile import read_evaluation
+
+    records = {}
+    for f in evaluated_files:
+        record = read_evaluation(f, expect_config_hash=config_hash)
+        records[tuple(sorted(map(int, record.endpoints)))] = record
+    return records
+
+
+def table_row_job(row: dict, minima_paths, landscape_json, evaluated_files, overlap_csv,
+                  out_row_json, out_pairs_csv, minima_hash: str, config_hash: str) -> dict:
+    """One row of Table B.1 (mean over minima / MST edges) and the per-pair detail table."""
+    from .report.table import pair_details, table_b1_row, write_pair_details
+
+    minima = _load_minima(minima_paths, minima_hash)
+    landscape = _read_json(landscape_json, "landscape")
+    evaluations = _evaluations(evaluated_files, config_hash)
+    mst = [tuple(e) for e in landscape["mst"]]
+    missing = [(a, b) for a, b, _ in mst if (a, b) not in evaluations]
+    if missing:
+        raise FileFormatError(f"{landscape_json}: MST edges {missing} have no dense evaluation")
+    saddles = [{"a": a, "b": b, **evaluations[(a, b)].saddles} for a, b, _ in mst]
+    flagged = sum(r["above_threshold"] == "True" for r in _read_csv(overlap_csv))
+    table_row = table_b1_row(
+        row["dataset"], row["arch"], _minimum_rows(minima), saddles,
+        epochs_total=row["recipe"]["epochs"], n_paths=len(landscape["computed"]),
+        n_overlap_flagged=flagged, config_hash=config_hash,
+    )
+    _write_json(out_row_json, table_row)
+    bounds = (landscape["nodes"], np.array(
+        [[math.inf if x is None else x for x in r] for r in landscape["bounds"]]
+    ))
+    details = pair_details(
+        row["dataset"], row["arch"],
+        {(a, b): s for a, b, s in landscape["computed"]}, mst,
+        minimum_loss={int(k): v for k, v in landscape["minimum_loss"].items()},
+        bounds=bounds,
+        dense={pair: rec.saddles for pair, rec in evaluations.items()},
+        linear={pair: rec.line_saddles for pair, rec in evaluations.items()},
+        config_hash=config_hash,
+    )
+    write_pair_details(details, out_pairs_csv)
+    log.info(
+        "%s %s: train loss min %.4g, saddle %.4g (factor %.2f), test error min %.2f%%, "
+        "saddle %.2f%%", row["dataset"], row["arch"], table_row["train_min"],
+        table_row["train_sadd"], table_row["factor"], 100 * table_row["test_error_min"],
+        100 * table_row["test_error_sadd"],
+    )
+    return table_row
+
+
+def table_b1_job(row_jsons, pairs_csvs, outputs: dict, expected_hashes: dict) -> None:
+    """Table B.1 (CSV, Markdown, LaTeX), all pair details, and Figure 5."""
+    from .report.figures import plot_min_vs_saddle
+    from .report.table import write_table_b1
+
+    rows = [_read_json(p, "table row") for p in row_jsons]
+    expected = {tuple(k.split("/")): v for k, v in expected_hashes.items()}
+    write_table_b1(rows, outputs["csv"], outputs["md"], outputs["tex"], expected)
+    with atomic_path(outputs["pairs"]) as tmp, open(tmp, "w", newline="") as out:
+        writer = None
+        for p in pairs_csvs:
+            for record in _read_csv(p):
+                if writer is None:
+                    writer = csv.DictWriter(out, fieldnames=list(record))
+                    writer.writeheader()
+                writer.writerow(record)
+    plot_min_vs_saddle(rows, Path(outputs["fig5_png"]).with_suffix(""))
+
+
+def _stem(path) -> Path:
+    return Path(path).with_suffix("")
+
+
+def row_figures_job(minima_paths, row_json, landscape_json, evaluated_files, path_files,
+                    outputs: dict, cycles, minima_hash: str, path_hash: str,
+                    config_hash: str) -> None:
+    """Figures 4, 6, 7, the MST and the disconnectivity graph of one row."""
+    from .pathfile import read_path
+    from .report import figures as F
+    from .report.table import display_arch, display_dataset
+
+    minima = _load_minima(minima_paths, minima_hash)
+    table_row = _read_json(row_json, "table row")
+    landscape = _read_json(landscape_json, "landscape")
+    evaluations = _evaluations(evaluated_files, config_hash)
+    label = f"{display_dataset(table_row['dataset'])} {display_arch(table_row['architecture'])}"
+    # The MST edge with the highest saddle: the path that decides the row's barrier.
+    a, b, _ = max(landscape["mst"], key=lambda e: e[2])
+    path_of = {_pair_of(p): p for p in path_files}
+    record = read_path(path_of[(a, b)], load_pivots=True, expect_config_hash=path_hash)
+    last = record.history[-1].cycle
+    F.plot_path_cycles(
+        record.history, [c if c <= last else -1 for c in cycles],
+        _stem(outputs["fig4_path_cycles_png"]),
+        f"{label}: loss along path {a}-{b} during AutoNEB", config_hash=config_hash,
+    )
+    F.plot_learning_curves(
+        [m.history for m in minima], table_row["train_sadd"],
+        _stem(outputs["fig6_learning_curves_png"]), f"{label}: learning curves",
+        config_hash=config_hash,
+    )
+    dense = evaluations[(a, b)].dense
+    F.plot_parallel_coordinates(
+        record.pivots.numpy(), None, dense["t"], dense["train_loss"],
+        _stem(outputs["fig7_parallel_coordinates_png"]),
+        title=f"{label}: parameters along path {a}-{b}", config_hash=config_hash,
+    )
+    nodes = landscape["nodes"]
+    node_loss = {int(k): v for k, v in landscape["minimum_loss"].items()}
+    F.plot_mst(
+        nodes, node_loss, [tuple(e) for e in landscape["mst"]], _stem(outputs["mst_png"]),
+        f"{label}: minimum spanning tree of {len(landscape['computed'])} paths",
+        config_hash=config_hash,
+    )
+    F.plot_disconnectivity(
+        nodes, node_loss, [tuple(m) for m in landscape["merges"]],
+        _stem(outputs["disconnectivity_png"]), f"{label}: disconnectivity graph",
+        config_hash=config_hash,
+    )
+
+
+def slice_job(row: dict, landscape_json, evaluated_files, path_files, outputs: dict,
+              resolution: int, margin: float, path_hash: str, config_hash: str, data_dir,
+              device, threads) -> None:
+    """Figure 1 style: training loss on the plane through both minima and the path's mean."""
+    import torch
+
+    from .evaluate import evaluate_point
+    from .models import build_model
+    from .pathfile import read_path
+    from .progress import Progress
+    from .report import figures as F
+    from .report.table import display_arch, display_dataset
+
+    dev = configure_runtime(threads, device)
+    data = _load_data(row["dataset"], data_dir, dev)
+    landscape = _read_json(landscape_json, "landscape")
+    a, b, _ = max(landscape["mst"], key=lambda e: e[2])
+    path_of = {_pair_of(p): p for p in path_files}
+    record = read_path(path_of[(a, b)], load_pivots=True, expect_config_hash=path_hash)
+    evaluation = _evaluations(evaluated_files, config_hash)[(a, b)]
+    pivots = record.pivots.double().numpy()
+    origin, end = pivots[0], pivots[-1]
+    basis = F.plane_basis(origin, end, pivots.mean(axis=0))
+    path_uv = F.project_to_plane(pivots, origin, basis)
+    grid_u, grid_v = F.plane_grid(path_uv, n=resolution, margin=margin)
+    model = build_model(row["arch"], data.num_classes, data.input_shape).to(dev)
+    loss = np.empty((len(grid_v), len(grid_u)))
+    progress = Progress(loss.size, "slice point")
+    batch_size = row["evaluation"]["batch_size"]
+    for iv, v in enumerate(grid_v):
+        for iu, u in enumerate(grid_u):
+            point = torch.as_tensor(F.plane_point(origin, basis, u, v), dtype=torch.float32)
+            loss[iv, iu] = evaluate_point(model, point, data, batch_size)["train_loss"]
+            progress.update(train_loss=float(loss[iv, iu]))
+    dense, line = evaluation.dense, evaluation.line
+    n_gaps = dense["t"].max()
+    F.plot_plane_slice(
+        grid_u, grid_v, loss, path_uv, path_uv[[0, -1]], _stem(outputs["png"]),
+        f"{display_dataset(row['dataset'])} {display_arch(row['arch'])}: training loss on the "
+        f"plane through minima {a}, {b} and the path mean",
+        path_profile=(dense["t"] / n_gaps, dense["train_loss"]),
+        line_profile=(line["t"], line["train_loss"]),
+        config_hash=config_hash,
+    )
 
 
 __all__ = [
@@ -277,6 +464,8 @@ __all__ = [
     "landscape_job",
     "evaluate_path_job",
     "path_seed",
+    "table_row_job",
+    "table_b1_job",
+    "row_figures_job",
+    "slice_job",
 ]
-
-_ = np  # numpy is used by the report jobs below

@@ -89,6 +89,7 @@ DAEMON_ORDER = ["munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd"]
 # configuration at the default path. We therefore link /etc/slurm/slurm.conf to ours while the
 # cluster runs (only if no such file exists; removed again on stop).
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
+FAKE_GPU_FILES = ["/dev/null", "/dev/zero"]  # any character device; one per fake GPU
 
 
 class SlurmUnavailable(RuntimeError):
@@ -209,6 +210,7 @@ class SlurmCluster:
         account: str = "nobarriers",
         allow_install: bool | None = None,
         reuse: bool = True,
+        gpus: int = 2,
         start_timeout: float = 120.0,
         log=_log_default,
     ):
@@ -219,6 +221,9 @@ class SlurmCluster:
             allow_install = os.environ.get("NOBARRIERS_SLURM_INSTALL", "1") != "0"
         self.allow_install = allow_install
         self.reuse = reuse
+        if not 1 <= gpus <= len(FAKE_GPU_FILES):
+            raise ValueError(f"gpus must be 1..{len(FAKE_GPU_FILES)}")
+        self.gpus = gpus
         self.start_timeout = start_timeout
         self.log = log
         self.owned = False  # True when this object started the daemons (and must stop them)
@@ -373,6 +378,7 @@ class SlurmCluster:
         self.host = socket.gethostname().split(".")[0]
         self.ports = {k: _free_port() for k in ("slurmctld", "slurmd", "slurmdbd", "mariadb")}
         self.db_password = secrets.token_hex(12)
+        self.gpu_files = FAKE_GPU_FILES[: self.gpus]
         node = self._node_line()
         auth_info = f"AuthInfo=socket={self.munge_socket}"
         st = self.root
@@ -397,6 +403,7 @@ SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
 ReturnToService=2
 MinJobAge=3600
+DefMemPerCPU=500
 KillWait=5
 InactiveLimit=0
 GresTypes=gpu
@@ -418,7 +425,10 @@ AccountingStoreFlags=job_comment
 PartitionName=debug Nodes=ALL Default=YES State=UP MaxTime=INFINITE
 """
         )
-        (self.etc / "gres.conf").write_text(f"NodeName={self.host} Name=gpu File=/dev/null\n")
+        # fake GPUs: without File= the node goes INVAL; no cgroups, so the files are never used
+        (self.etc / "gres.conf").write_text(
+            "".join(f"NodeName={self.host} Name=gpu File={f}\n" for f in self.gpu_files)
+        )
         dbd = self.etc / "slurmdbd.conf"
         dbd.write_text(
             f"""AuthType=auth/munge
@@ -470,7 +480,7 @@ StorageLoc=slurm_acct_db
         mem = int(int(fields["RealMemory"]) * 0.98)
         parts = [f"NodeName={self.host}", "NodeAddr=127.0.0.1"]
         parts += [f"{k}={fields[k]}" for k in keep if k in fields]
-        parts += [f"RealMemory={mem}", "Gres=gpu:1", "State=UNKNOWN"]
+        parts += [f"RealMemory={mem}", f"Gres=gpu:{len(self.gpu_files)}", "State=UNKNOWN"]
         return " ".join(parts)
 
     # ---------------------------------------------------------------- daemons
