@@ -11,16 +11,16 @@ checkpoint select_pairs:
         f"{R}/{{dataset}}/{{arch}}/rounds/{{round}}.json",
     log:
         f"{R}/logs/{{dataset}}/{{arch}}/rounds/{{round}}.log",
-    params:
-        max_paths=config["exploration"]["max_paths"],
-        pairs_per_round=config["exploration"]["pairs_per_round"],
-        config_hash=row_hash("paths"),
+    conda:
+        ENV
     threads: 1
     resources:
         runtime=10,
         mem_mb=2000,
-    conda:
-        ENV
+    params:
+        max_paths=config["exploration"]["max_paths"],
+        pairs_per_round=config["exploration"]["pairs_per_round"],
+        config_hash=row_hash("paths"),
     script:
         "../workflow/scripts/select_pairs.py"
 
@@ -36,6 +36,13 @@ rule autoneb_path:
         f"{R}/logs/{{dataset}}/{{arch}}/paths/{{a}}-{{b}}.log",
     benchmark:
         f"{R}/benchmarks/{{dataset}}/{{arch}}/paths/{{a}}-{{b}}.tsv"
+    conda:
+        ENV
+    threads: config["threads"]["autoneb"]
+    resources:
+        runtime=runtime_minutes(480),
+        mem_mb=16000,
+        gpu=gpus,
     params:
         row=row_settings,
         config_hash=row_hash("paths"),
@@ -44,13 +51,6 @@ rule autoneb_path:
         state=f"{R}/{{dataset}}/{{arch}}/paths/{{a}}-{{b}}.state.pt",
         data_dir=config["data_dir"],
         device=config["device"],
-    threads: config["threads"]["autoneb"]
-    resources:
-        runtime=runtime_minutes(480),
-        mem_mb=16000,
-        gpu=gpus,
-    conda:
-        ENV
     script:
         "../workflow/scripts/autoneb_path.py"
 
@@ -63,13 +63,13 @@ checkpoint landscape:
         json=f"{R}/{{dataset}}/{{arch}}/landscape.json",
     log:
         f"{R}/logs/{{dataset}}/{{arch}}/landscape.log",
-    params:
-        config_hash=row_hash("paths"),
+    conda:
+        ENV
     threads: 1
     resources:
         runtime=10,
         mem_mb=2000,
-    conda:
-        ENV
+    params:
+        config_hash=row_hash("paths"),
     script:
         "../workflow/scripts/landscape.py"

@@ -1,3 +1,4 @@
+import functools
 import json
 import os
 
@@ -9,6 +10,11 @@ validate_config(config, source="workflow configuration")
 # Rules running in the conda environments of envs/ install this checkout in their post-deploy
 # script (`--sdm conda` clears PYTHONPATH); it finds the checkout through this variable.
 os.environ["NOBARRIERS_SOURCE"] = workflow.basedir
+
+
+envvars:
+    "NOBARRIERS_SOURCE",
+
 
 R = config["results_dir"]
 ENV = "../envs/nobarriers.yaml"
@@ -24,13 +30,23 @@ wildcard_constraints:
     round=r"\d+",
 
 
+@functools.cache
+def resolved_row(dataset, arch):
+    return resolve_row(config, dataset, arch)
+
+
+@functools.cache
+def resolved_hash(dataset, arch, stage):
+    return stage_hash(resolved_row(dataset, arch), stage)
+
+
 def row_settings(wildcards):
-    return resolve_row(config, wildcards.dataset, wildcards.arch)
+    return resolved_row(wildcards.dataset, wildcards.arch)
 
 
 def row_hash(stage):
     """Rule parameter: the config hash of a stage, so a changed setting reruns its jobs."""
-    return lambda wildcards: stage_hash(row_settings(wildcards), stage)
+    return lambda wildcards: resolved_hash(wildcards.dataset, wildcards.arch, stage)
 
 
 def gpus(wildcards):
@@ -49,7 +65,7 @@ def row_dir(dataset, arch):
 def minima_files(wildcards):
     return [
         f"{row_dir(wildcards.dataset, wildcards.arch)}/minima/{seed}.safetensors"
-        for seed in row_settings(wildcards)["seeds"]
+        for seed in resolved_row(wildcards.dataset, wildcards.arch)["seeds"]
     ]
 
 
@@ -113,7 +129,7 @@ def evaluated_mst_paths(wildcards):
 def expected_table_hashes(wildcards):
     """Config hash (evaluation stage) of every selected row: the table refuses other results."""
     return {
-        f"{dataset}/{arch}": stage_hash(resolve_row(config, dataset, arch), "evaluation")
+        f"{dataset}/{arch}": resolved_hash(dataset, arch, "evaluation")
         for dataset, arch in ROWS
     }
 

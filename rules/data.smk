@@ -3,13 +3,13 @@ rule prepare_dataset:
         f"{R}/data/{{dataset}}.json",
     log:
         f"{R}/logs/data/{{dataset}}.log",
-    params:
-        data_dir=config["data_dir"],
+    conda:
+        ENV
     threads: 1
     resources:
         runtime=60,
         mem_mb=4000,
-    conda:
-        ENV
+    params:
+        data_dir=config["data_dir"],
     script:
         "../workflow/scripts/prepare_dataset.py"

@@ -8,18 +8,18 @@ rule evaluate_path:
         f"{R}/logs/{{dataset}}/{{arch}}/evaluated/{{a}}-{{b}}.log",
     benchmark:
         f"{R}/benchmarks/{{dataset}}/{{arch}}/evaluated/{{a}}-{{b}}.tsv"
+    conda:
+        ENV
+    threads: config["threads"]["evaluate"]
+    resources:
+        runtime=runtime_minutes(120),
+        mem_mb=16000,
+        gpu=gpus,
     params:
         row=row_settings,
         config_hash=row_hash("evaluation"),
         path_hash=row_hash("paths"),
         data_dir=config["data_dir"],
         device=config["device"],
-    threads: config["threads"]["evaluate"]
-    resources:
-        runtime=runtime_minutes(120),
-        mem_mb=16000,
-        gpu=gpus,
-    conda:
-        ENV
     script:
         "../workflow/scripts/evaluate_path.py"

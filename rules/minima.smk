@@ -7,6 +7,13 @@ rule train_minimum:
         f"{R}/logs/{{dataset}}/{{arch}}/train/{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/{{dataset}}/{{arch}}/train/{{seed}}.tsv"
+    conda:
+        ENV
+    threads: config["threads"]["train"]
+    resources:
+        runtime=runtime_minutes(240),
+        mem_mb=16000,
+        gpu=gpus,
     params:
         row=row_settings,
         config_hash=row_hash("minima"),
@@ -14,12 +21,5 @@ rule train_minimum:
         checkpoint=f"{R}/{{dataset}}/{{arch}}/minima/{{seed}}.ckpt",
         data_dir=config["data_dir"],
         device=config["device"],
-    threads: config["threads"]["train"]
-    resources:
-        runtime=runtime_minutes(240),
-        mem_mb=16000,
-        gpu=gpus,
-    conda:
-        ENV
     script:
         "../workflow/scripts/train_minimum.py"

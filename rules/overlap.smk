@@ -18,16 +18,16 @@ rule overlap:
         pdf=f"{R}/{{dataset}}/{{arch}}/overlap/overlap.pdf",
     log:
         f"{R}/logs/{{dataset}}/{{arch}}/overlap.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        runtime=10,
+        mem_mb=2000,
     params:
         threshold=config["overlap"]["threshold"],
         metric=config["overlap"]["metric"],
         data_dir=config["data_dir"],
         config_hash=row_hash("minima"),
-    threads: 1
-    resources:
-        runtime=10,
-        mem_mb=2000,
-    conda:
-        ENV
     script:
         "../workflow/scripts/overlap.py"

@@ -15,16 +15,16 @@ rule table_row:
         pairs=f"{R}/{{dataset}}/{{arch}}/pairs.csv",
     log:
         f"{R}/logs/{{dataset}}/{{arch}}/table_row.log",
-    params:
-        row=row_settings,
-        minima_hash=row_hash("minima"),
-        config_hash=row_hash("evaluation"),
+    conda:
+        ENV
     threads: 1
     resources:
         runtime=10,
         mem_mb=2000,
-    conda:
-        ENV
+    params:
+        row=row_settings,
+        minima_hash=row_hash("minima"),
+        config_hash=row_hash("evaluation"),
     script:
         "../workflow/scripts/table_row.py"
 
@@ -50,14 +50,14 @@ rule table_b1:
         fig5_pdf=f"{R}/figures/fig5_min_vs_saddle.pdf",
     log:
         f"{R}/logs/table_b1.log",
-    params:
-        expected_hashes=expected_table_hashes,
+    conda:
+        ENV
     threads: 1
     resources:
         runtime=10,
         mem_mb=2000,
-    conda:
-        ENV
+    params:
+        expected_hashes=expected_table_hashes,
     script:
         "../workflow/scripts/table_b1.py"
 
@@ -71,31 +71,37 @@ rule row_figures:
         paths=mst_path_files,
     output:
         **{
-            f"{name}_{ext}": report(
-                f"{R}/figures/{{dataset}}/{{arch}}/{name}.{ext}",
-                caption=f"../report/{name}.rst",
-                category="Figures per architecture",
-                subcategory="{dataset} {arch}",
-                labels={"figure": name, "dataset": "{dataset}", "architecture": "{arch}"},
+            f"{name}_{ext}": (
+                report(
+                    f"{R}/figures/{{dataset}}/{{arch}}/{name}.{ext}",
+                    caption=f"../report/{name}.rst",
+                    category="Figures per architecture",
+                    subcategory="{dataset} {arch}",
+                    labels={
+                        "figure": name,
+                        "dataset": "{dataset}",
+                        "architecture": "{arch}",
+                    },
+                )
+                if ext == "png"
+                else f"{R}/figures/{{dataset}}/{{arch}}/{name}.{ext}"
             )
-            if ext == "png"
-            else f"{R}/figures/{{dataset}}/{{arch}}/{name}.{ext}"
             for name in ROW_FIGURES
             for ext in ("png", "pdf")
         },
     log:
         f"{R}/logs/{{dataset}}/{{arch}}/row_figures.log",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        runtime=20,
+        mem_mb=4000,
     params:
         cycles=config["figures"]["cycles"],
         minima_hash=row_hash("minima"),
         path_hash=row_hash("paths"),
         config_hash=row_hash("evaluation"),
-    threads: 1
-    resources:
-        runtime=20,
-        mem_mb=4000,
-    conda:
-        ENV
     script:
         "../workflow/scripts/row_figures.py"
 
@@ -112,13 +118,24 @@ rule slice_figure:
             caption="../report/fig1_slice.rst",
             category="Figures per architecture",
             subcategory="{dataset} {arch}",
-            labels={"figure": "fig1_slice", "dataset": "{dataset}", "architecture": "{arch}"},
+            labels={
+                "figure": "fig1_slice",
+                "dataset": "{dataset}",
+                "architecture": "{arch}",
+            },
         ),
         pdf=f"{R}/figures/{{dataset}}/{{arch}}/fig1_slice.pdf",
     log:
         f"{R}/logs/{{dataset}}/{{arch}}/slice_figure.log",
     benchmark:
         f"{R}/benchmarks/{{dataset}}/{{arch}}/slice_figure.tsv"
+    conda:
+        ENV
+    threads: config["threads"]["evaluate"]
+    resources:
+        runtime=runtime_minutes(120),
+        mem_mb=16000,
+        gpu=gpus,
     params:
         row=row_settings,
         resolution=config["figures"]["slice_resolution"],
@@ -127,12 +144,5 @@ rule slice_figure:
         config_hash=row_hash("evaluation"),
         data_dir=config["data_dir"],
         device=config["device"],
-    threads: config["threads"]["evaluate"]
-    resources:
-        runtime=runtime_minutes(120),
-        mem_mb=16000,
-        gpu=gpus,
-    conda:
-        ENV
     script:
         "../workflow/scripts/slice_figure.py"

@@ -87,6 +87,8 @@ class AutoNEBConfig:
     eval_subset: int | None = 2048  # training samples for the insertion evaluation (None = all)
     mode: str = "auto"  # "auto" | "vmap" | "loop"
     keep_all_pivots: bool = False  # store every cycle's pivots in the path file
+    channels_last: bool = False  # GPU option: NHWC batches/network in NEB steps (paper: fp32 NCHW)
+    autocast_bf16: bool = False  # GPU option: bf16 autocast in NEB steps (paper: not used, fp32)
 
     def __post_init__(self):
         self.schedule = [_cycle(c, i) for i, c in enumerate(self.schedule)]
@@ -431,6 +433,14 @@ def run_autoneb(
     device = getattr(energy, "device", None) or start.device
     start = start.detach().to(device)
     end = end.detach().to(device)
+    if config.channels_last or config.autocast_bf16:
+        set_options = getattr(energy, "set_speed_options", None)
+        if set_options is None:
+            raise ConfigError(
+                f"AutoNEB config: channels_last/autocast_bf16 need a network energy, "
+                f"not {type(energy).__name__}"
+            )
+        set_options(channels_last=config.channels_last, autocast_bf16=config.autocast_bf16)
     if energy.mode == "auto" and config.mode != "auto":
         energy.resolved_mode = config.mode
     if evaluate_fn is None:

@@ -54,10 +54,48 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(parts).replace(".[", "[") or "<top level>"
 
 
+_JSON_TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
+
+
+def _coerce_command_line_strings(config: dict, validator) -> None:
+    """Turn strings into the numbers/booleans/nulls the schema expects, in place.
+
+    ``snakemake --config exploration='{max_paths: 20}'`` parses nested values with YAML's
+    BaseLoader, so every nested scalar arrives as a string; top-level values are parsed already.
+    """
+    for _ in range(100):
+        changed = False
+        for error in validator.iter_errors(config):
+            if error.validator != "type" or not isinstance(error.instance, str):
+                continue
+            wanted = error.validator_value if isinstance(error.validator_value, list) else [
+                error.validator_value
+            ]
+            try:
+                value = yaml.safe_load(error.instance)
+            except yaml.YAMLError:
+                continue
+            if not any(
+                isinstance(value, _JSON_TYPES[t]) and not (t != "boolean" and isinstance(value, bool))
+                for t in wanted
+                if t in _JSON_TYPES
+            ):
+                continue
+            *parents, last = error.absolute_path
+            target = config
+            for key in parents:
+                target = target[key]
+            target[last] = value
+            changed = True
+        if not changed:
+            return
+
+
 def validate_config(config: dict, source: str = "config") -> dict:
     """Validate ``config`` against the schema, fill defaults in place, check names; return it."""
     schema = load_schema()
     validator = _DefaultFillingValidator(schema)
+    _coerce_command_line_strings(config, validator)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"  {_key_path(e)}: {e.message}" for e in errors[:10]]

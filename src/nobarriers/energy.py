@@ -155,6 +155,23 @@ class Energy:
                 if self.device is not None and self.device.type == "cuda":
                     torch.cuda.empty_cache()
 
+    def path_losses_and_grads(self, path: Tensor, batch=None) -> tuple[Tensor, Tensor]:
+        """One NEB step's evaluation: losses ``[N+2]`` of all pivots of ``path`` ``[N+2, D]``
+        and gradients ``[N, D]`` of the interior ones, all on ``batch``.
+
+        Batched (``vmap``) energies evaluate the whole path in ONE vectorised call (the two
+        wasted endpoint gradients cost less than a second call); the loop evaluates the interior
+        with gradients and the endpoints forward-only."""
+        path = self._check_points(path)
+        interior = path[1:-1]
+        mode = self.resolved_mode or self._resolve_mode(interior, batch)
+        if mode == "vmap":
+            losses, grads = self.losses_and_grads(path, batch)
+            return losses, grads[1:-1]
+        losses, grads = self.losses_and_grads(interior, batch)
+        ends = self.losses(path[[0, -1]], batch)
+        return torch.cat([ends[:1], losses, ends[1:]]), grads
+
     def losses(self, points: Tensor, batch=None) -> Tensor:
         """Losses ``[M]`` of ``points`` ``[M, D]`` on ``batch``, without gradients."""
         points = self._check_points(points)
@@ -273,6 +290,11 @@ class ModelEnergy(Energy):
         augment: optional batched augmentation ``augment(x, generator) -> x`` for NEB batches;
             never used for :meth:`evaluation_losses`.
         device: where to compute; default the device of ``x``.
+        channels_last: NHWC memory format for 4-D batches and the network (a GPU speed option;
+            results equal up to float rounding).
+        autocast_bf16: run NEB forward/backward under ``torch.autocast(bfloat16)``; losses and
+            gradients are returned in float32; :meth:`evaluation_losses` stays fp32 (a GPU speed
+            option; the paper computes in fp32).
     """
 
     def __init__(
@@ -285,6 +307,8 @@ class ModelEnergy(Energy):
         chunk_size: int | None = None,
         augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
         device: str | torch.device | None = None,
+        channels_last: bool = False,
+        autocast_bf16: bool = False,
     ):
         if x.shape[0] != y.shape[0]:
             raise ConfigError(f"x has {x.shape[0]} samples but y has {y.shape[0]} labels")
@@ -309,6 +333,23 @@ class ModelEnergy(Energy):
         self._eval_cache: tuple[int | None, int, Tensor, Tensor] | None = None
         self._vg = vmap(grad_and_value(self._loss), in_dims=(0, None, None))
         self._v = vmap(self._loss, in_dims=(0, None, None))
+        self.channels_last = False
+        self.autocast_bf16 = False
+        self.set_speed_options(channels_last=channels_last, autocast_bf16=autocast_bf16)
+
+    def set_speed_options(self, channels_last: bool = False, autocast_bf16: bool = False) -> None:
+        """Switch the GPU speed options (see the class docstring); a changed option re-runs the
+        ``auto`` mode calibration, since it changes which mode is faster."""
+        channels_last = bool(channels_last) and self.x.dim() == 4
+        autocast_bf16 = bool(autocast_bf16)
+        if (channels_last, autocast_bf16) == (self.channels_last, self.autocast_bf16):
+            return
+        self.channels_last = channels_last
+        self.autocast_bf16 = autocast_bf16
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self._net = self._net.to(memory_format=fmt)
+        if self.mode == "auto":
+            self.resolved_mode = None
 
     # ---- points <-> models -------------------------------------------------------------------
     def point_of(self, model: nn.Module) -> Tensor:
@@ -334,6 +375,10 @@ class ModelEnergy(Energy):
         }
 
     def _loss(self, flat: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        if self.autocast_bf16:
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+                out = functional_call(self._net, self._params(flat), (x,))
+            return F.cross_entropy(out.float(), y)
         out = functional_call(self._net, self._params(flat), (x,))
         return F.cross_entropy(out, y)
 
@@ -343,9 +388,11 @@ class ModelEnergy(Energy):
         n = self.x.shape[0]
         idx = torch.randperm(n, generator=generator, device=generator.device)[: self.batch_size]
         idx = idx.to(self.device)
-        x, y = self.x[idx], self.y[idx]
+        x, y = self.x.index_select(0, idx), self.y.index_select(0, idx)
         if self.augment is not None:
             x = self.augment(x, generator)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return x, y
 
     def _full_batches(self):

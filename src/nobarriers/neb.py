@@ -15,6 +15,7 @@ re-distribution):
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +67,37 @@ def make_optimizer(
 # --------------------------------------------------------------------------------------------
 
 
+def _redistribution(pivots: Tensor, weights: np.ndarray) -> tuple[Tensor, Tensor, Tensor] | None:
+    """Segment index ``k`` [N] and fraction ``frac`` [N, 1] of each redistributed interior pivot
+    on the polyline through ``pivots`` (arc lengths accumulated in float64 on the host; the
+    ``N+1`` segment lengths are the only values that leave the device). ``None``: zero length."""
+    n = pivots.shape[0]
+    seg = (pivots[1:] - pivots[:-1]).norm(dim=1).double().cpu().numpy()  # [N+1]
+    cum = np.concatenate([[0.0], np.cumsum(seg)])  # [N+2]
+    total = cum[-1]
+    if not total > 0:
+        return None
+    targets = (np.cumsum(weights)[:-1] / weights.sum()) * total  # [N] arc length of the pivots
+    # segment k with cum[k] <= target < cum[k+1] (zero-length segments are skipped)
+    k = np.clip(np.searchsorted(cum, targets, side="right") - 1, 0, n - 2)
+    seg_k = seg[k]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(seg_k > 0, (targets - cum[k]) / np.maximum(seg_k, 1e-300), 0.0)
+    frac = np.clip(frac, 0.0, 1.0)
+    k_t = torch.from_numpy(k).to(pivots.device)
+    frac_t = torch.from_numpy(frac).to(device=pivots.device, dtype=pivots.dtype).unsqueeze(1)
+    return k_t, frac_t, torch.from_numpy(seg)
+
+
+def _check_weights(n: int, target_weights) -> np.ndarray:
+    weights = np.asarray(target_weights, dtype=np.float64)
+    if weights.shape != (n - 1,):
+        raise ConfigError(f"{n} pivots need {n - 1} target weights, got {tuple(weights.shape)}")
+    if not bool((weights > 0).all()):
+        raise ConfigError("target weights must be positive")
+    return weights
+
+
 def redistribute(pivots: Tensor, target_weights) -> Tensor:
     """Move the interior pivots onto the polyline through ``pivots`` so that gap ``j`` spans the
     fraction ``target_weights[j] / sum(target_weights)`` of its arc length; endpoints stay.
@@ -74,27 +106,14 @@ def redistribute(pivots: Tensor, target_weights) -> Tensor:
     Arc lengths are accumulated in float64.
     """
     n = pivots.shape[0]
-    weights = torch.as_tensor(np.asarray(target_weights, dtype=np.float64))
-    if weights.shape != (n - 1,):
-        raise ConfigError(f"{n} pivots need {n - 1} target weights, got {tuple(weights.shape)}")
-    if not bool((weights > 0).all()):
-        raise ConfigError("target weights must be positive")
-    if n <= 2:
-        return pivots.clone()
-    seg = (pivots[1:] - pivots[:-1]).norm(dim=1).double().cpu()  # [N+1]
-    cum = torch.cat([torch.zeros(1, dtype=torch.float64), seg.cumsum(0)])  # [N+2]
-    total = cum[-1]
-    if total <= 0:
-        return pivots.clone()
-    targets = (weights.cumsum(0)[:-1] / weights.sum()) * total  # [N] arc length of interior pivots
-    # segment k with cum[k] <= target < cum[k+1] (zero-length segments are skipped)
-    k = torch.searchsorted(cum, targets, right=True) - 1
-    k = k.clamp(0, n - 2)
-    frac = torch.where(seg[k] > 0, (targets - cum[k]) / seg[k].clamp_min(1e-300), 0.0).clamp(0, 1)
-    frac = frac.to(device=pivots.device, dtype=pivots.dtype).unsqueeze(1)
-    k = k.to(pivots.device)
+    weights = _check_weights(n, target_weights)
     out = pivots.clone()
-    out[1:-1] = pivots[k] + frac * (pivots[k + 1] - pivots[k])
+    if n <= 2:
+        return out
+    where = _redistribution(pivots, weights)
+    if where is not None:
+        k, frac, _ = where
+        out[1:-1] = pivots[k] + frac * (pivots[k + 1] - pivots[k])
     return out
 
 
@@ -115,28 +134,40 @@ def tangents(pivots: Tensor, energies: Tensor) -> Tensor:
     """
     if pivots.shape[0] < 3:
         return pivots.new_zeros((0, pivots.shape[1]))
-    v = energies.to(device=pivots.device, dtype=torch.float64)
-    v_prev, v_mid, v_next = v[:-2], v[1:-1], v[2:]
-    tau_plus = pivots[2:] - pivots[1:-1]
-    tau_minus = pivots[1:-1] - pivots[:-2]
+    v = energies.detach().to(dtype=torch.float64).cpu().numpy()
+    return _tangents(pivots, v)
 
-    d_next = (v_next - v_mid).abs()
-    d_prev = (v_prev - v_mid).abs()
-    dv_max = torch.maximum(d_next, d_prev)
-    dv_min = torch.minimum(d_next, d_prev)
-    w_plus = torch.where(v_next > v_prev, dv_max, dv_min)
-    w_minus = torch.where(v_next > v_prev, dv_min, dv_max)
+
+def _tangent_weights(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weights ``(w_plus, w_minus)`` [N] of ``tau+`` and ``tau-`` from the energies ``v`` [N+2]."""
+    v_prev, v_mid, v_next = v[:-2], v[1:-1], v[2:]
+    d_next = np.abs(v_next - v_mid)
+    d_prev = np.abs(v_prev - v_mid)
+    dv_max = np.maximum(d_next, d_prev)
+    dv_min = np.minimum(d_next, d_prev)
+    rising = v_next > v_prev
+    w_plus = np.where(rising, dv_max, dv_min)
+    w_minus = np.where(rising, dv_min, dv_max)
     up = (v_next > v_mid) & (v_mid > v_prev)
     down = (v_next < v_mid) & (v_mid < v_prev)
-    w_plus = torch.where(up, 1.0, torch.where(down, 0.0, w_plus))
-    w_minus = torch.where(up, 0.0, torch.where(down, 1.0, w_minus))
+    w_plus = np.where(up, 1.0, np.where(down, 0.0, w_plus))
+    w_minus = np.where(up, 0.0, np.where(down, 1.0, w_minus))
+    return w_plus, w_minus
 
-    dtype = pivots.dtype
-    tau = tau_plus * w_plus.to(dtype).unsqueeze(1) + tau_minus * w_minus.to(dtype).unsqueeze(1)
+
+def _tangents(pivots: Tensor, v: np.ndarray) -> Tensor:
+    """:func:`tangents` with the energies already on the host as float64 numpy (one NEB step
+    computes them there anyway for the divergence check)."""
+    w_plus, w_minus = _tangent_weights(v)
+    dtype, device = pivots.dtype, pivots.device
+    tau_plus = pivots[2:] - pivots[1:-1]
+    tau_minus = pivots[1:-1] - pivots[:-2]
+    wp = torch.from_numpy(w_plus).to(device=device, dtype=dtype).unsqueeze(1)
+    wm = torch.from_numpy(w_minus).to(device=device, dtype=dtype).unsqueeze(1)
+    tau = tau_plus * wp + tau_minus * wm
     norm = tau.norm(dim=1, keepdim=True)
     bisector = _unit(tau_plus) + _unit(tau_minus)
-    tau = torch.where(norm > 0, tau, bisector)
-    return _unit(tau)
+    return _unit(torch.where(norm > 0, tau, bisector))
 
 
 def _unit(v: Tensor) -> Tensor:
@@ -194,10 +225,13 @@ class NEBStep:
         if pivots.dim() != 2 or pivots.shape[0] < 3:
             raise ConfigError(f"NEB needs [N+2, D] pivots with N >= 1, got {tuple(pivots.shape)}")
         self.energy = energy
-        self.start = pivots[0].detach().clone()
-        self.end = pivots[-1].detach().clone()
-        self.interior = pivots[1:-1].detach().clone().requires_grad_(True)
-        self.target_weights = np.asarray(target_weights, dtype=np.float64)
+        # one preallocated [N+2, D] buffer; the optimiser updates its interior rows in place
+        # (a view), so no step concatenates or copies the whole path
+        self._path = pivots.detach().clone()
+        self.start = self._path[0]
+        self.end = self._path[-1]
+        self.interior = self._path[1:-1]
+        self.target_weights = _check_weights(pivots.shape[0], target_weights)
         self.weight_decay = float(weight_decay)
         self.common_batch = common_batch
         self.cycle = cycle
@@ -207,47 +241,55 @@ class NEBStep:
     @property
     def pivots(self) -> Tensor:
         """The current path ``[N+2, D]`` (detached copy)."""
-        return torch.cat([self.start[None], self.interior.detach(), self.end[None]])
+        return self._path.clone()
 
     def _evaluate(self, path: Tensor, generator: torch.Generator | None):
         energy = self.energy
-        ends = torch.stack([path[0], path[-1]])
         if self.common_batch:
-            batch = energy.sample_batch(generator)
-            losses, grads = energy.losses_and_grads(path[1:-1], batch)
-            end_losses = energy.losses(ends, batch)
-        else:  # one batch per pivot (the authors' behaviour)
-            parts = [energy.losses_and_grads(p[None], energy.sample_batch(generator)) for p in path]
-            losses = torch.cat([lo for lo, _ in parts[1:-1]])
-            grads = torch.cat([g for _, g in parts[1:-1]])
-            end_losses = torch.cat([parts[0][0], parts[-1][0]])
-        all_losses = torch.cat([end_losses[:1], losses, end_losses[1:]])
-        return all_losses, grads
+            return energy.path_losses_and_grads(path, energy.sample_batch(generator))
+        # one batch per pivot (the authors' behaviour)
+        parts = [energy.losses_and_grads(p[None], energy.sample_batch(generator)) for p in path]
+        losses = torch.cat([lo for lo, _ in parts])
+        grads = torch.cat([g for _, g in parts[1:-1]])
+        return losses, grads
 
     def step(self, generator: torch.Generator | None = None) -> StepInfo:
-        """Redistribute, evaluate, project and update once; raises :class:`DivergenceError`."""
+        """Redistribute, evaluate, project and update once; raises :class:`DivergenceError`.
+
+        Per step exactly two small host transfers happen (the ``N+1`` segment lengths for the
+        redistribution, the ``N+2`` losses plus one checksum of the force); everything of size
+        ``D`` stays on the device."""
         self.step_count += 1
+        path = self._path
         with torch.no_grad():
-            path = redistribute(self.pivots, self.target_weights)
-            self.interior.copy_(path[1:-1])
+            where = _redistribution(path, self.target_weights)
+            if where is not None:
+                k, frac, _ = where
+                moved = path[k] + frac * (path[k + 1] - path[k])
+                self.interior.copy_(moved)
         all_losses, grads = self._evaluate(path, generator)
-        if not bool(torch.isfinite(all_losses).all()):
-            raise DivergenceError(
-                f"NEB diverged in cycle {self.cycle}, step {self.step_count}: "
-                f"pivot losses {all_losses.tolist()}"
-            )
         with torch.no_grad():
-            tau = tangents(path, all_losses)
-            force = project(grads.to(path.dtype) + self.weight_decay * path[1:-1], tau)
-            if not bool(torch.isfinite(force).all()):
+            v = all_losses.detach().to(torch.float64).cpu().numpy()
+            if not np.isfinite(v).all():
+                raise DivergenceError(
+                    f"NEB diverged in cycle {self.cycle}, step {self.step_count}: "
+                    f"pivot losses {v.tolist()}"
+                )
+            tau = _tangents(path, v)
+            force = grads.to(path.dtype)
+            if self.weight_decay:
+                force = force + self.weight_decay * self.interior
+            force = force - (force * tau).sum(dim=1, keepdim=True) * tau
+            # any inf/nan entry makes the sum non-finite: one scalar instead of a [N, D] check
+            if not math.isfinite(float(force.sum())):
                 raise DivergenceError(
                     f"NEB diverged in cycle {self.cycle}, step {self.step_count}: "
                     "non-finite gradient"
                 )
-        self.interior.grad = force
-        self.optimizer.step()
-        self.interior.grad = None
-        return StepInfo(self.step_count, all_losses.detach())
+            self.interior.grad = force
+            self.optimizer.step()
+            self.interior.grad = None
+        return StepInfo(self.step_count, torch.from_numpy(v))
 
 
 def run_neb(

@@ -55,7 +55,13 @@ RECIPE_KEYS = {
     "lr_gamma": "learning-rate factor at each milestone (0 < float <= 1)",
     "augment": "use the dataset's augmentation (bool; no effect for augment='none' datasets)",
     "eval_batch_size": "batch size for evaluation and BatchNorm recomputation (int >= 1)",
+    "channels_last": "GPU option: NHWC memory format for conv nets (bool; paper: not used (fp32))",
+    "autocast_bf16": "GPU option: bfloat16 autocast of forward/backward; evaluation stays fp32 "
+    "(bool; paper: not used (fp32))",
 }
+
+#: Keys that may be left out of a recipe (they default to ``False``).
+OPTIONAL_RECIPE_KEYS = {"channels_last": False, "autocast_bf16": False}
 
 _HE_ET_AL = {
     "epochs": 136,
@@ -68,6 +74,8 @@ _HE_ET_AL = {
     "lr_gamma": 0.1,
     "augment": True,
     "eval_batch_size": 1000,
+    "channels_last": False,
+    "autocast_bf16": False,
 }
 
 #: The paper's training recipes per architecture family (Section 4.2, Table B.1).
@@ -89,6 +97,8 @@ DIGITS_RECIPE: dict = {
     "lr_gamma": 0.1,
     "augment": False,
     "eval_batch_size": 512,
+    "channels_last": False,
+    "autocast_bf16": False,
 }
 
 RECIPES: dict[str, dict] = {**PAPER_RECIPES, "digits": DIGITS_RECIPE}
@@ -131,6 +141,7 @@ def validate_recipe(recipe: dict, where: str = "recipe") -> dict:
             f"{where}: unknown recipe key(s) {', '.join(map(repr, unknown))}; "
             f"allowed: {', '.join(RECIPE_KEYS)}"
         )
+    recipe = {**OPTIONAL_RECIPE_KEYS, **recipe}
     missing = [k for k in RECIPE_KEYS if k not in recipe]
     if missing:
         raise ConfigError(f"{where}: missing recipe key(s) {', '.join(map(repr, missing))}")
@@ -153,7 +164,7 @@ def validate_recipe(recipe: dict, where: str = "recipe") -> dict:
         raise ConfigError(
             f"{where}: recipe key 'lr_gamma' must be in (0, 1], got {out['lr_gamma']}"
         )
-    for key in ("nesterov", "augment"):
+    for key in ("nesterov", "augment", "channels_last", "autocast_bf16"):
         if not isinstance(recipe[key], bool):
             raise ConfigError(
                 f"{where}: recipe key {key!r} must be true/false, got {recipe[key]!r}"
@@ -316,6 +327,15 @@ def _evaluate(model, x, y, batch_size) -> dict:
     return out
 
 
+def _autocast(device: torch.device, enabled: bool):
+    """``torch.autocast`` to bfloat16 on ``device`` if ``enabled``, else a no-op context."""
+    import contextlib
+
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
 def train_minimum(
     arch: str,
     data,
@@ -355,6 +375,10 @@ def train_minimum(
 
     seed_everything(seed)
     model = build_model(arch, data.num_classes, tuple(data.input_shape)).to(device)
+    channels_last = recipe["channels_last"] and x_train.dim() == 4
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    autocast = _autocast(device, recipe["autocast_bf16"])
     optimizer = torch.optim.SGD(
         model.parameters(),
         lr=recipe["lr"],
@@ -437,7 +461,11 @@ def train_minimum(
                 from .data import augment_batch
 
                 xb = augment_batch(xb, augment, aug_gen)
-            loss = F.cross_entropy(model(xb), yb)
+            if channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                out = model(xb)
+            loss = F.cross_entropy(out.float(), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -1,0 +1,39 @@
+"""Static checks of the workflow files: conda environment in sync, scripts thin, logs everywhere."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_conda_environment_matches_package_dependencies():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    deps = sorted(pyproject["project"]["dependencies"])
+    env = yaml.safe_load((ROOT / "envs" / "nobarriers.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert sorted(pip) == deps
+    assert (ROOT / "envs" / "nobarriers.post-deploy.sh").read_text().count("pip install") == 1
+
+
+def test_every_rule_has_a_log_and_uses_a_script():
+    for smk in (ROOT / "rules").glob("*.smk"):
+        text = smk.read_text()
+        rules = re.split(r"\n(?=(?:rule|checkpoint) \w+:)", text)
+        for block in rules:
+            if not re.match(r"(?:rule|checkpoint) \w+:", block):
+                continue
+            name = block.split(":", 1)[0]
+            assert "    log:" in block, f"{smk.name}: {name} has no log"
+            assert "    script:" in block, f"{smk.name}: {name} does not use script:"
+            assert "    run:" not in block, f"{smk.name}: {name} uses run:"
+
+
+def test_scripts_are_thin():
+    for script in (ROOT / "workflow" / "scripts").glob("*.py"):
+        lines = [ln for ln in script.read_text().splitlines() if ln.strip()]
+        assert len(lines) <= 20, f"{script.name} has {len(lines)} lines: move logic to the package"
+        assert "from nobarriers" in script.read_text()
+        assert "sys.path" not in script.read_text()
