@@ -263,3 +263,17 @@ def test_divergence_names_cycle_and_step_and_keeps_last_good_state(tmp_path):
     with pytest.raises(DivergenceError, match="cycle 2/2, step 2"):
         run_autoneb(energy, torch.tensor([0.0, 1.0]), torch.tensor([2.0, 1.0]), config, state)
     assert torch.load(state, weights_only=True)["cycle"] == 1
+
+
+def test_static_optimizer_list_matches_torch():
+    from nobarriers.autoneb_config import OPTIMIZERS
+    from nobarriers.neb import optimizer_names
+
+    assert list(OPTIMIZERS) == optimizer_names()
+
+
+def test_bad_optimizer_kwargs_fail_before_the_first_cycle():
+    config = AutoNEBConfig(schedule=[Cycle(2, 0.1)], optimizer_kwargs={"momentum": -1.0})
+    energy = FunctionEnergy(lambda p: (p**2).sum(), dim=2)
+    with pytest.raises((ConfigError, ValueError)):
+        run_autoneb(energy, torch.zeros(2), torch.ones(2), config)

@@ -247,3 +247,18 @@ def test_digits_split_and_normalisation():
     assert constant.any()  # the always-blank border pixels
     assert torch.allclose(std[~constant], torch.ones(int((~constant).sum()), dtype=torch.float64))
     assert (flat[:, constant] == 0).all()
+
+
+def test_digits_cache_gives_the_same_dataset_and_refuses_garbage(tmp_path):
+    from nobarriers.data import DIGITS_CACHE, load_dataset, prepare_dataset
+    from nobarriers.errors import FileFormatError
+
+    fresh = load_dataset("digits")
+    prepare_dataset("digits", tmp_path)
+    assert (tmp_path / DIGITS_CACHE).is_file()
+    cached = load_dataset("digits", tmp_path)
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(fresh, key), getattr(cached, key)), key
+    (tmp_path / DIGITS_CACHE).write_bytes(b"not an npz file")
+    with pytest.raises(FileFormatError, match="digits-split.npz"):
+        load_dataset("digits", tmp_path)

@@ -136,6 +136,8 @@ class SnakemakeRun:
         self.cmd = [sys.executable, "-m", "snakemake", "--profile", profile, *ci_flags(), *args]
         env = dict(cluster.env(), XDG_CONFIG_HOME=str(xdg))
         env.pop("PYTHONPATH", None)
+        if (workdir / "src" / "nobarriers").is_dir():  # a repo copy: test its code, not the
+            env["PYTHONPATH"] = str(workdir / "src")     # editable install's
         self.t0 = time.monotonic()
         with open(self.logfile, "w") as out:
             out.write("$ " + " ".join(self.cmd) + "\n")
@@ -386,6 +388,13 @@ def test_bad_profile_names_the_problem(cluster, xdg, scratch, resources, expecte
 
 
 def test_scratch_kill_and_resume(cluster, xdg, scratch):
+    """The same kill/resume check on the scratch workflow: runs only while the real workflow is
+    absent (the real one takes minutes; both together would break the 10-minute budget)."""
+    if REAL_SNAKEFILE.exists() and (REPO / TINY_CONFIG).exists() and not os.environ.get(
+        "NOBARRIERS_SLURM_SCRATCH_KILL"
+    ):
+        pytest.skip("covered by test_real_workflow_on_slurm_kill_resume "
+                    "(NOBARRIERS_SLURM_SCRATCH_KILL=1 runs it anyway)")  # fmt: skip
     args = ["--config", "nap=5"]
     first, second, kept = kill_and_resume(
         cluster, xdg, scratch, args, kill_after="minima/*.txt",

@@ -58,7 +58,13 @@ def assert_image(path: Path):
 
 def test_invalid_config_fails_before_any_job(tmp_path):
     proc = snakemake(
-        "-n", "--cores", "1", "--configfile", str(TINY), "--config", "minima_per_arch=0",
+        "-n",
+        "--cores",
+        "1",
+        "--configfile",
+        str(TINY),
+        "--config",
+        "minima_per_arch=0",
         check=False,
     )
     assert proc.returncode != 0
@@ -90,7 +96,12 @@ def test_tiny_workflow_end_to_end(tmp_path):
     results = tmp_path / "results"
     overrides = [f"results_dir={results}", f"data_dir={tmp_path / 'data'}"]
     snakemake(
-        "--cores", "2", "--configfile", str(TINY), "--config", *overrides,
+        "--cores",
+        "2",
+        "--configfile",
+        str(TINY),
+        "--config",
+        *overrides,
         "exploration={max_paths: 2, pairs_per_round: 2}",
     )
     row_dir = results / "digits" / "mlp-16"
@@ -101,7 +112,12 @@ def test_tiny_workflow_end_to_end(tmp_path):
 
     # Raising the budget extends the loop: one more path, nothing finished is recomputed.
     snakemake(
-        "--cores", "2", "--configfile", str(TINY), "--config", *overrides,
+        "--cores",
+        "2",
+        "--configfile",
+        str(TINY),
+        "--config",
+        *overrides,
         "exploration={max_paths: 3, pairs_per_round: 2}",
     )
     paths_after = sorted((row_dir / "paths").glob("*.h5"))

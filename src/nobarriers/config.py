@@ -68,15 +68,18 @@ def _coerce_command_line_strings(config: dict, validator) -> None:
         for error in validator.iter_errors(config):
             if error.validator != "type" or not isinstance(error.instance, str):
                 continue
-            wanted = error.validator_value if isinstance(error.validator_value, list) else [
+            wanted = (
                 error.validator_value
-            ]
+                if isinstance(error.validator_value, list)
+                else [error.validator_value]
+            )
             try:
                 value = yaml.safe_load(error.instance)
             except yaml.YAMLError:
                 continue
             if not any(
-                isinstance(value, _JSON_TYPES[t]) and not (t != "boolean" and isinstance(value, bool))
+                isinstance(value, _JSON_TYPES[t])
+                and not (t != "boolean" and isinstance(value, bool))
                 for t in wanted
                 if t in _JSON_TYPES
             ):
@@ -105,7 +108,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
 
 
 def _check_names(config: dict, source: str) -> None:
-    from .models import describe
+    from .model_names import check_model_name
 
     seen = set()
     for k, row in enumerate(config["rows"]):
@@ -115,11 +118,9 @@ def _check_names(config: dict, source: str) -> None:
                 f"{row['dataset']!r}; valid: {', '.join(DATASETS)}"
             )
         try:
-            describe(row["arch"])
+            check_model_name(row["arch"])
         except ConfigError as err:
-            raise ConfigError(
-                f"invalid configuration ({source}): rows[{k}].arch: {err}"
-            ) from None
+            raise ConfigError(f"invalid configuration ({source}): rows[{k}].arch: {err}") from None
         recipe = row.get("recipe")
         if recipe is not None and recipe not in all_recipes(config):
             raise ConfigError(
@@ -148,7 +149,7 @@ def load_config(path: str | Path) -> dict:
 
 def all_recipes(config: dict) -> dict:
     """Built-in recipes (the paper's and the CPU digits recipe) overridden by the config's."""
-    from .train import RECIPES
+    from .recipes import RECIPES
 
     recipes = copy.deepcopy(RECIPES)
     for name, recipe in config.get("recipes", {}).items():
@@ -157,7 +158,7 @@ def all_recipes(config: dict) -> dict:
 
 
 def default_recipe_name(dataset: str, arch: str) -> str:
-    from .train import arch_family
+    from .recipes import arch_family
 
     return "digits" if dataset == "digits" else arch_family(arch)
 
@@ -172,8 +173,8 @@ def expand_schedule(schedule: list[dict]) -> list[dict]:
 
 def resolve_row(config: dict, dataset: str, arch: str) -> dict:
     """Everything one Table B.1 row's jobs need, with every default made explicit."""
-    from .autoneb import AutoNEBConfig
-    from .train import validate_recipe
+    from .autoneb_config import AutoNEBConfig
+    from .recipes import validate_recipe
 
     rows = [r for r in config["rows"] if r["dataset"] == dataset and r["arch"] == arch]
     if not rows:

@@ -124,12 +124,15 @@ def _verified_class(name: str, verify: bool, checksums: Mapping[str, str] | None
 
 def prepare_dataset(name: str, root) -> None:
     """Make a dataset available under ``root``: download CIFAR once (md5-checked by torchvision),
-    or verify what is already there. Digits are bundled with scikit-learn: nothing to do.
+    or verify what is already there. Digits are bundled with scikit-learn: the fixed split is
+    cached as ``root/digits/digits-split.npz`` so that jobs need not import scikit-learn.
 
     Raises :class:`DatasetUnavailable` when the files are missing and cannot be downloaded.
     """
     name = _check_name(name)
     if name == "digits":
+        if root is not None:
+            _write_digits_cache(Path(root) / DIGITS_CACHE)
         return
     cls = _cifar_class(name)
     root = os.fspath(root)
@@ -202,16 +205,48 @@ def _load_cifar(name, root, device, verify, checksums) -> Dataset:
     )
 
 
-def _load_digits(device) -> Dataset:
+DIGITS_CACHE = Path("digits") / "digits-split.npz"
+_DIGITS_ARRAYS = ("x_train", "x_test", "y_train", "y_test")
+
+
+def _digits_split() -> dict[str, np.ndarray]:
+    """The fixed stratified split of scikit-learn's digits (raw pixel values 0..16)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     x = digits.data.astype(np.float64)
     y = digits.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(
+    parts = train_test_split(
         x, y, test_size=DIGITS_TEST_SIZE, stratify=y, random_state=DIGITS_SPLIT_SEED
     )
+    return dict(zip(("x_train", "x_test", "y_train", "y_test"), parts, strict=True))
+
+
+def _write_digits_cache(path: Path) -> None:
+    from .runtime import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **_digits_split())
+
+
+def _read_digits_cache(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in _DIGITS_ARRAYS}
+    except (OSError, KeyError, ValueError) as exc:
+        raise FileFormatError(
+            f"digits cache {path}: unreadable or incomplete ({exc}); delete it to rebuild"
+        ) from exc
+    if arrays["x_train"].shape != (1797 - DIGITS_TEST_SIZE, 64):
+        raise FileFormatError(f"digits cache {path}: unexpected shape {arrays['x_train'].shape}")
+    return arrays
+
+
+def _load_digits(device, root=None) -> Dataset:
+    cache = Path(root) / DIGITS_CACHE if root is not None else None
+    split = _read_digits_cache(cache) if cache and cache.exists() else _digits_split()
+    x_tr, x_te, y_tr, y_te = (split[k] for k in ("x_train", "x_test", "y_train", "y_test"))
     mean = x_tr.mean(axis=0)
     std = x_tr.std(axis=0)
     std[std == 0] = 1.0  # constant (always blank) pixels stay 0 after centring
@@ -255,7 +290,7 @@ def load_dataset(
     """
     name = _check_name(name)
     if name == "digits":
-        return _load_digits(device)
+        return _load_digits(device, root)
     if root is None:
         raise ConfigError(f"dataset {name!r}: a data root directory is required")
     return _load_cifar(name, root, device, verify, checksums)

@@ -24,11 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, replace_all_batch_norm_modules_, vmap
 
+from .autoneb_config import MODES
 from .errors import ConfigError
 
 log = logging.getLogger("nobarriers")
-
-MODES = ("auto", "vmap", "loop")
 
 
 # --------------------------------------------------------------------------------------------

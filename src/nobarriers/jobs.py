@@ -84,16 +84,23 @@ def _load_data(dataset: str, data_dir: str, device):
 # -------------------------------------------------------------------------------- minima
 
 
-def train_job(row: dict, seed: int, out_path, checkpoint, config_hash: str, data_dir, device,
-              threads) -> dict:
+def train_job(
+    row: dict, seed: int, out_path, checkpoint, config_hash: str, data_dir, device, threads
+) -> dict:
     """Train one minimum (resumes from ``checkpoint``); ends with its exact-BN evaluation."""
     from .train import train_minimum
 
     dev = configure_runtime(threads, device)
     data = _load_data(row["dataset"], data_dir, dev)
     return train_minimum(
-        row["arch"], data, row["recipe"], int(seed), out_path, checkpoint,
-        config_hash=config_hash, device=dev,
+        row["arch"],
+        data,
+        row["recipe"],
+        int(seed),
+        out_path,
+        checkpoint,
+        config_hash=config_hash,
+        device=dev,
     )
 
 
@@ -103,8 +110,15 @@ def _load_minima(paths, config_hash: str | None = None):
     return [load_minimum(p, expect_config_hash=config_hash or None) for p in paths]
 
 
-def overlap_job(minima_paths, dataset: str, data_dir, outputs: dict, threshold: float,
-                metric: str, config_hash: str) -> None:
+def overlap_job(
+    minima_paths,
+    dataset: str,
+    data_dir,
+    outputs: dict,
+    threshold: float,
+    metric: str,
+    config_hash: str,
+) -> None:
     """Pairwise misclassification overlap of the minima: CSVs and a heatmap (PNG and PDF)."""
     from .overlap import overlap_matrix, plot_overlap_heatmap, write_matrix_csv, write_overlap_csv
 
@@ -118,7 +132,10 @@ def overlap_job(minima_paths, dataset: str, data_dir, outputs: dict, threshold: 
     arch = minima[0].arch
     for key in ("png", "pdf"):
         plot_overlap_heatmap(
-            outputs[key], seeds, matrix, threshold=threshold,
+            outputs[key],
+            seeds,
+            matrix,
+            threshold=threshold,
             title=f"{dataset} {arch}: misclassification overlap",
             metric_label=(
                 "overlap of misclassified test samples (of the smaller set)"
@@ -145,8 +162,15 @@ def _computed_saddles(path_files, config_hash: str | None = None) -> dict[tuple,
     return computed
 
 
-def select_pairs_job(minima_paths, path_files, out_json, round_index: int, max_paths: int,
-                     pairs_per_round: int, config_hash: str) -> list:
+def select_pairs_job(
+    minima_paths,
+    path_files,
+    out_json,
+    round_index: int,
+    max_paths: int,
+    pairs_per_round: int,
+    config_hash: str,
+) -> list:
     """Algorithm 3, one round: which pairs to connect next (an empty list ends the loop)."""
     from .landscape import next_pairs
 
@@ -166,7 +190,9 @@ def select_pairs_job(minima_paths, path_files, out_json, round_index: int, max_p
     )
     log.info(
         "round %d: %d paths computed so far, selected %s",
-        round_index, len(computed), pairs or "nothing (exploration done)",
+        round_index,
+        len(computed),
+        pairs or "nothing (exploration done)",
     )
     return pairs
 
@@ -176,8 +202,18 @@ def path_seed(a: int, b: int) -> int:
     return 1_000_003 * int(a) + int(b)
 
 
-def autoneb_job(row: dict, minimum_a, minimum_b, out_path, state_path, config_hash: str,
-                minima_hash: str, data_dir, device, threads) -> None:
+def autoneb_job(
+    row: dict,
+    minimum_a,
+    minimum_b,
+    out_path,
+    state_path,
+    config_hash: str,
+    minima_hash: str,
+    data_dir,
+    device,
+    threads,
+) -> None:
     """Connect two minima with AutoNEB (resumable) and store the path as HDF5."""
     from .autoneb import AutoNEBConfig, run_autoneb
     from .energy import ModelEnergy
@@ -193,7 +229,11 @@ def autoneb_job(row: dict, minimum_a, minimum_b, out_path, state_path, config_ha
     config = AutoNEBConfig.from_dict(row["autoneb"])
     model = ma.build(data.num_classes, data.input_shape).to(dev)
     energy = ModelEnergy(
-        model, data.x_train, data.y_train, batch_size=config.batch_size, mode=config.mode,
+        model,
+        data.x_train,
+        data.y_train,
+        batch_size=config.batch_size,
+        mode=config.mode,
         device=dev,
     )
     start = energy.point_of(model)
@@ -201,8 +241,14 @@ def autoneb_job(row: dict, minimum_a, minimum_b, out_path, state_path, config_ha
     seed = path_seed(ma.seed, mb.seed)
     result = run_autoneb(energy, start, end, config, state_path=state_path, seed=seed)
     write_path(
-        out_path, result, endpoints=(ma.seed, mb.seed), config=row, seed=seed,
-        dataset=row["dataset"], arch=row["arch"], config_hash=config_hash,
+        out_path,
+        result,
+        endpoints=(ma.seed, mb.seed),
+        config=row,
+        seed=seed,
+        dataset=row["dataset"],
+        arch=row["arch"],
+        config_hash=config_hash,
     )
     Path(state_path).unlink(missing_ok=True)
 
@@ -229,7 +275,9 @@ def landscape_job(minima_paths, path_files, out_json, config_hash: str) -> dict:
     _write_json(out_json, payload)
     log.info(
         "landscape: %d minima, %d paths, MST saddles %s",
-        len(nodes), len(computed), [round(e[2], 4) for e in mst],
+        len(nodes),
+        len(computed),
+        [round(e[2], 4) for e in mst],
     )
     return payload
 
@@ -237,8 +285,9 @@ def landscape_job(minima_paths, path_files, out_json, config_hash: str) -> dict:
 # ----------------------------------------------------------------------------- evaluation
 
 
-def evaluate_path_job(row: dict, path_file, out_path, config_hash: str, path_hash: str,
-                      data_dir, device, threads) -> None:
+def evaluate_path_job(
+    row: dict, path_file, out_path, config_hash: str, path_hash: str, data_dir, device, threads
+) -> None:
     """Dense exact-BN evaluation of one MST path and of the straight line between its ends."""
     from .evaluate import dense_positions, evaluate_line, evaluate_path
     from .models import build_model
@@ -254,20 +303,39 @@ def evaluate_path_job(row: dict, path_file, out_path, config_hash: str, path_has
     n_dense = len(dense_positions(pivots.shape[0], settings["n_between"]))
     progress = Progress(n_dense + settings["line_points"], "evaluate point")
     dense = evaluate_path(
-        model, pivots, data, n_between=settings["n_between"],
-        batch_size=settings["batch_size"], progress=progress,
+        model,
+        pivots,
+        data,
+        n_between=settings["n_between"],
+        batch_size=settings["batch_size"],
+        progress=progress,
     )
     line = evaluate_line(
-        model, pivots[0], pivots[-1], settings["line_points"], data,
-        batch_size=settings["batch_size"], progress=progress,
+        model,
+        pivots[0],
+        pivots[-1],
+        settings["line_points"],
+        data,
+        batch_size=settings["batch_size"],
+        progress=progress,
     )
     write_evaluation(
-        out_path, dense, line, endpoints=record.endpoints, config=row, seed=record.seed,
-        dataset=row["dataset"], arch=row["arch"], config_hash=config_hash,
+        out_path,
+        dense,
+        line,
+        endpoints=record.endpoints,
+        config=row,
+        seed=record.seed,
+        dataset=row["dataset"],
+        arch=row["arch"],
+        config_hash=config_hash,
     )
     log.info(
         "path %s: saddle train loss %.4g (AutoNEB estimate %.4g), straight line %.4g",
-        path_file, dense["train_loss"].max(), record.saddle_loss, line["train_loss"].max(),
+        path_file,
+        dense["train_loss"].max(),
+        record.saddle_loss,
+        line["train_loss"].max(),
     )
 
 
@@ -296,8 +364,17 @@ def _evaluations(evaluated_files, config_hash: str) -> dict:
     return records
 
 
-def table_row_job(row: dict, minima_paths, landscape_json, evaluated_files, overlap_csv,
-                  out_row_json, out_pairs_csv, minima_hash: str, config_hash: str) -> dict:
+def table_row_job(
+    row: dict,
+    minima_paths,
+    landscape_json,
+    evaluated_files,
+    overlap_csv,
+    out_row_json,
+    out_pairs_csv,
+    minima_hash: str,
+    config_hash: str,
+) -> dict:
     """One row of Table B.1 (mean over minima / MST edges) and the per-pair detail table."""
     from .report.table import pair_details, table_b1_row, write_pair_details
 
@@ -311,17 +388,25 @@ def table_row_job(row: dict, minima_paths, landscape_json, evaluated_files, over
     saddles = [{"a": a, "b": b, **evaluations[(a, b)].saddles} for a, b, _ in mst]
     flagged = sum(r["above_threshold"] == "True" for r in _read_csv(overlap_csv))
     table_row = table_b1_row(
-        row["dataset"], row["arch"], _minimum_rows(minima), saddles,
-        epochs_total=row["recipe"]["epochs"], n_paths=len(landscape["computed"]),
-        n_overlap_flagged=flagged, config_hash=config_hash,
+        row["dataset"],
+        row["arch"],
+        _minimum_rows(minima),
+        saddles,
+        epochs_total=row["recipe"]["epochs"],
+        n_paths=len(landscape["computed"]),
+        n_overlap_flagged=flagged,
+        config_hash=config_hash,
     )
     _write_json(out_row_json, table_row)
-    bounds = (landscape["nodes"], np.array(
-        [[math.inf if x is None else x for x in r] for r in landscape["bounds"]]
-    ))
+    bounds = (
+        landscape["nodes"],
+        np.array([[math.inf if x is None else x for x in r] for r in landscape["bounds"]]),
+    )
     details = pair_details(
-        row["dataset"], row["arch"],
-        {(a, b): s for a, b, s in landscape["computed"]}, mst,
+        row["dataset"],
+        row["arch"],
+        {(a, b): s for a, b, s in landscape["computed"]},
+        mst,
         minimum_loss={int(k): v for k, v in landscape["minimum_loss"].items()},
         bounds=bounds,
         dense={pair: rec.saddles for pair, rec in evaluations.items()},
@@ -331,8 +416,13 @@ def table_row_job(row: dict, minima_paths, landscape_json, evaluated_files, over
     write_pair_details(details, out_pairs_csv)
     log.info(
         "%s %s: train loss min %.4g, saddle %.4g (factor %.2f), test error min %.2f%%, "
-        "saddle %.2f%%", row["dataset"], row["arch"], table_row["train_min"],
-        table_row["train_sadd"], table_row["factor"], 100 * table_row["test_error_min"],
+        "saddle %.2f%%",
+        row["dataset"],
+        row["arch"],
+        table_row["train_min"],
+        table_row["train_sadd"],
+        table_row["factor"],
+        100 * table_row["test_error_min"],
         100 * table_row["test_error_sadd"],
     )
     return table_row
@@ -361,9 +451,18 @@ def _stem(path) -> Path:
     return Path(path).with_suffix("")
 
 
-def row_figures_job(minima_paths, row_json, landscape_json, evaluated_files, path_files,
-                    outputs: dict, cycles, minima_hash: str, path_hash: str,
-                    config_hash: str) -> None:
+def row_figures_job(
+    minima_paths,
+    row_json,
+    landscape_json,
+    evaluated_files,
+    path_files,
+    outputs: dict,
+    cycles,
+    minima_hash: str,
+    path_hash: str,
+    config_hash: str,
+) -> None:
     """Figures 4, 6, 7, the MST and the disconnectivity graph of one row."""
     from .pathfile import read_path
     from .report import figures as F
@@ -380,38 +479,63 @@ def row_figures_job(minima_paths, row_json, landscape_json, evaluated_files, pat
     record = read_path(path_of[(a, b)], load_pivots=True, expect_config_hash=path_hash)
     last = record.history[-1].cycle
     F.plot_path_cycles(
-        record.history, [c if c <= last else -1 for c in cycles],
+        record.history,
+        [c if c <= last else -1 for c in cycles],
         _stem(outputs["fig4_path_cycles_png"]),
-        f"{label}: loss along path {a}-{b} during AutoNEB", config_hash=config_hash,
+        f"{label}: loss along path {a}-{b} during AutoNEB",
+        config_hash=config_hash,
     )
     F.plot_learning_curves(
-        [m.history for m in minima], table_row["train_sadd"],
-        _stem(outputs["fig6_learning_curves_png"]), f"{label}: learning curves",
+        [m.history for m in minima],
+        table_row["train_sadd"],
+        _stem(outputs["fig6_learning_curves_png"]),
+        f"{label}: learning curves",
         config_hash=config_hash,
     )
     dense = evaluations[(a, b)].dense
     F.plot_parallel_coordinates(
-        record.pivots.numpy(), None, dense["t"], dense["train_loss"],
+        record.pivots.numpy(),
+        None,
+        dense["t"],
+        dense["train_loss"],
         _stem(outputs["fig7_parallel_coordinates_png"]),
-        title=f"{label}: parameters along path {a}-{b}", config_hash=config_hash,
+        title=f"{label}: parameters along path {a}-{b}",
+        config_hash=config_hash,
     )
     nodes = landscape["nodes"]
     node_loss = {int(k): v for k, v in landscape["minimum_loss"].items()}
     F.plot_mst(
-        nodes, node_loss, [tuple(e) for e in landscape["mst"]], _stem(outputs["mst_png"]),
+        nodes,
+        node_loss,
+        [tuple(e) for e in landscape["mst"]],
+        _stem(outputs["mst_png"]),
         f"{label}: minimum spanning tree of {len(landscape['computed'])} paths",
         config_hash=config_hash,
     )
     F.plot_disconnectivity(
-        nodes, node_loss, [tuple(m) for m in landscape["merges"]],
-        _stem(outputs["disconnectivity_png"]), f"{label}: disconnectivity graph",
+        nodes,
+        node_loss,
+        [tuple(m) for m in landscape["merges"]],
+        _stem(outputs["disconnectivity_png"]),
+        f"{label}: disconnectivity graph",
         config_hash=config_hash,
     )
 
 
-def slice_job(row: dict, landscape_json, evaluated_files, path_files, outputs: dict,
-              resolution: int, margin: float, path_hash: str, config_hash: str, data_dir,
-              device, threads) -> None:
+def slice_job(
+    row: dict,
+    landscape_json,
+    evaluated_files,
+    path_files,
+    outputs: dict,
+    resolution: int,
+    margin: float,
+    path_hash: str,
+    config_hash: str,
+    data_dir,
+    device,
+    threads,
+) -> None:
     """Figure 1 style: training loss on the plane through both minima and the path's mean."""
     import torch
 
@@ -446,7 +570,12 @@ def slice_job(row: dict, landscape_json, evaluated_files, path_files, outputs: d
     dense, line = evaluation.dense, evaluation.line
     n_gaps = dense["t"].max()
     F.plot_plane_slice(
-        grid_u, grid_v, loss, path_uv, path_uv[[0, -1]], _stem(outputs["png"]),
+        grid_u,
+        grid_v,
+        loss,
+        path_uv,
+        path_uv[[0, -1]],
+        _stem(outputs["png"]),
         f"{display_dataset(row['dataset'])} {display_arch(row['arch'])}: training loss on the "
         f"plane through minima {a}, {b} and the path mean",
         path_profile=(dense["t"] / n_gaps, dense["train_loss"]),

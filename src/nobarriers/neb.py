@@ -166,6 +166,8 @@ def _tangents(pivots: Tensor, v: np.ndarray) -> Tensor:
     wm = torch.from_numpy(w_minus).to(device=device, dtype=dtype).unsqueeze(1)
     tau = tau_plus * wp + tau_minus * wm
     norm = tau.norm(dim=1, keepdim=True)
+    if bool((norm > 0).all()):  # the common case: no bisector, no masking
+        return tau / norm
     bisector = _unit(tau_plus) + _unit(tau_minus)
     return _unit(torch.where(norm > 0, tau, bisector))
 

@@ -54,7 +54,9 @@ class Progress:
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.count) / rate if rate > 0 else float("nan")
         parts = [f"{self.desc} {self.count}/{self.total}"]
-        parts += [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()]
+        parts += [
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
+        ]
         parts.append(f"{rate:.3g} it/s" if rate >= 1 or rate == 0 else f"{1 / rate:.3g} s/it")
         parts.append(f"ETA {format_duration(eta)}" if eta == eta else "ETA ?")
         return " | ".join(parts)

@@ -39,7 +39,8 @@ def configure_runtime(threads: int | None = None, device: str = "auto") -> torch
         else:
             chosen = torch.device("cpu")
             log.info(
-                "device: no GPU visible (CUDA_VISIBLE_DEVICES=%s), running on the CPU with %d threads",
+                "device: no GPU visible (CUDA_VISIBLE_DEVICES=%s), "
+                "running on the CPU with %d threads",
                 os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
                 torch.get_num_threads(),
             )

@@ -211,6 +211,7 @@ class SlurmCluster:
         allow_install: bool | None = None,
         reuse: bool = True,
         gpus: int = 2,
+        min_memory_mb: int = 65536,
         start_timeout: float = 120.0,
         log=_log_default,
     ):
@@ -224,6 +225,7 @@ class SlurmCluster:
         if not 1 <= gpus <= len(FAKE_GPU_FILES):
             raise ValueError(f"gpus must be 1..{len(FAKE_GPU_FILES)}")
         self.gpus = gpus
+        self.min_memory_mb = min_memory_mb
         self.start_timeout = start_timeout
         self.log = log
         self.owned = False  # True when this object started the daemons (and must stop them)
@@ -402,6 +404,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
 ReturnToService=2
+SlurmdParameters=config_overrides
 MinJobAge=3600
 DefMemPerCPU=500
 KillWait=5
@@ -477,7 +480,10 @@ StorageLoc=slurm_acct_db
         line = r.stdout.splitlines()[0]
         fields = dict(kv.split("=", 1) for kv in line.split())
         keep = ["CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore"]
-        mem = int(int(fields["RealMemory"]) * 0.98)
+        # At least `min_memory_mb`, so that jobs asking for 16 GB run side by side on a small CI
+        # machine (SlurmdParameters=config_overrides accepts the larger value; no cgroups, so
+        # memory is bookkeeping only). Otherwise ~98% of what slurmd -C reports.
+        mem = max(int(int(fields["RealMemory"]) * 0.98), self.min_memory_mb)
         parts = [f"NodeName={self.host}", "NodeAddr=127.0.0.1"]
         parts += [f"{k}={fields[k]}" for k in keep if k in fields]
         parts += [f"RealMemory={mem}", f"Gres=gpu:{len(self.gpu_files)}", "State=UNKNOWN"]

@@ -19,7 +19,6 @@ import matplotlib
 import numpy as np
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
 from .. import __version__
 from ..errors import ConfigError
