@@ -59,7 +59,7 @@ def table(rows: list[dict], columns: list[str] | None = None) -> str:
 
     def fmt(v):
         if isinstance(v, float):
-            return f"{v:.3g}"
+            return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
         return str(v)
 
     cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]

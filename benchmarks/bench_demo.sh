@@ -46,5 +46,9 @@ echo "make demo (embedded config, --cores $CORES): rc=$rc"
 printf "wall time: %.1f s (%.1f min)\n" "$wall" "$(echo "$wall / 60" | bc -l)"
 echo "peak RSS of one process (time -v): $((maxrss_kib / 1024)) MiB"
 echo "peak summed RSS of the process tree (1 s samples): $(cat "$OUT/peak_tree_rss_mib" 2>/dev/null || echo '?') MiB"
+# load-independent figure: CPU seconds of all jobs (Snakemake benchmark files, column cpu_time)
+find "$OUT/results/benchmarks" -name '*.tsv' -exec tail -n1 {} \; 2>/dev/null \
+  | awk -F'\t' '{cpu+=$10; n+=1; if ($3>rss) rss=$3} END {printf "jobs with benchmark files: %d, their CPU time: %.0f s, largest job RSS: %.0f MiB\n", n, cpu, rss}'
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 ls "$OUT/results/table_b1.csv" >/dev/null 2>&1 && echo "table: $OUT/results/table_b1.csv"
 exit $rc

@@ -6,7 +6,7 @@ SGD update) is timed in each energy mode, interleaved with the floor: N x one pl
 (forward + backward + SGD step of the ``nn.Module``) on the same batch. Medians of ``--repeats``
 interleaved rounds. ``auto`` is timed including which mode it picked and its one-off calibration.
 
-    .venv/bin/python benchmarks/bench_neb_step.py                 # digits nets, all N, + big nets short
+    .venv/bin/python benchmarks/bench_neb_step.py   # digits nets all N, big nets short
     .venv/bin/python benchmarks/bench_neb_step.py --nets resnet-20 --n 8 16 --repeats 5
 
 Networks: ``mlp-32`` (digits 64-32-10), ``mlp-100`` (64-100-10), ``digits-cnn`` (cnn-12 on 8x8
@@ -93,7 +93,7 @@ def bench(net: str, ns: list[int], repeats: int, batch: int | None, device) -> l
         xb, yb = energies["loop"].sample_batch(torch.Generator().manual_seed(1))
         fns = {"floor": floor_fn(model, xb, yb, n)}
         for m in ("loop", "vmap", "auto"):
-            fns[m] = lambda m=m: nebs[m].step(gens[m])
+            fns[m] = lambda neb=nebs[m], g=gens[m]: neb.step(g)
         try:
             t = interleaved(fns, repeats, warmup=1, device=device)
         except RuntimeError as exc:  # e.g. out of memory for vmap on a small GPU

@@ -44,7 +44,7 @@ rule autoneb_path:
         mem_mb=16000,
         gpu=gpus,
     params:
-        row=row_settings,
+        row=row_settings("paths"),
         config_hash=row_hash("paths"),
         minima_hash=row_hash("minima"),
         # Kept when the job dies (not an output): a rerun resumes after the last finished cycle.

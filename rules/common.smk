@@ -2,7 +2,13 @@ import functools
 import json
 import os
 
-from nobarriers.config import resolve_row, selected_rows, stage_hash, validate_config
+from nobarriers.config import (
+    resolve_row,
+    selected_rows,
+    stage_hash,
+    stage_settings,
+    validate_config,
+)
 
 # Validate before any job is planned; fills the schema's defaults into `config` in place.
 validate_config(config, source="workflow configuration")
@@ -40,8 +46,10 @@ def resolved_hash(dataset, arch, stage):
     return stage_hash(resolved_row(dataset, arch), stage)
 
 
-def row_settings(wildcards):
-    return resolved_row(wildcards.dataset, wildcards.arch)
+def row_settings(stage):
+    """Rule parameter: the row's settings that a stage depends on (see STAGE_KEYS), so that
+    e.g. raising the AutoNEB budget never reruns training."""
+    return lambda wildcards: stage_settings(resolved_row(wildcards.dataset, wildcards.arch), stage)
 
 
 def row_hash(stage):

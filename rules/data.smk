@@ -1,3 +1,8 @@
+# Local: downloads need the login node's network (compute nodes often have none).
+localrules:
+    prepare_dataset,
+
+
 rule prepare_dataset:
     output:
         f"{R}/data/{{dataset}}.json",

@@ -16,7 +16,7 @@ rule evaluate_path:
         mem_mb=16000,
         gpu=gpus,
     params:
-        row=row_settings,
+        row=row_settings("evaluation"),
         config_hash=row_hash("evaluation"),
         path_hash=row_hash("paths"),
         data_dir=config["data_dir"],

@@ -15,7 +15,7 @@ rule train_minimum:
         mem_mb=16000,
         gpu=gpus,
     params:
-        row=row_settings,
+        row=row_settings("minima"),
         config_hash=row_hash("minima"),
         # Kept when the job dies (not an output): a rerun resumes from the last epoch.
         checkpoint=f"{R}/{{dataset}}/{{arch}}/minima/{{seed}}.ckpt",

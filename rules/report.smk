@@ -22,7 +22,7 @@ rule table_row:
         runtime=10,
         mem_mb=2000,
     params:
-        row=row_settings,
+        row=row_settings("evaluation"),
         minima_hash=row_hash("minima"),
         config_hash=row_hash("evaluation"),
     script:
@@ -137,7 +137,7 @@ rule slice_figure:
         mem_mb=16000,
         gpu=gpus,
     params:
-        row=row_settings,
+        row=row_settings("evaluation"),
         resolution=config["figures"]["slice_resolution"],
         margin=config["figures"]["slice_margin"],
         path_hash=row_hash("paths"),

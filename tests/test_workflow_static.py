@@ -1,9 +1,9 @@
 """Static checks of the workflow files: conda environment in sync, scripts thin, logs everywhere."""
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,9 +23,6 @@ from .errors import ConfigError
 
 DATASETS = ("cifar10", "cifar100", "digits")
 
-# Settings that make up each stage's results; a later stage includes the earlier ones.
-STAGES = ("minima", "paths", "evaluation")
-
 
 def load_schema() -> dict:
     text = resources.files("nobarriers").joinpath("config.schema.yaml").read_text()
@@ -203,6 +200,20 @@ def resolve_row(config: dict, dataset: str, arch: str) -> dict:
     }
 
 
+STAGE_KEYS = {
+    "minima": ("dataset", "arch", "recipe"),
+    "paths": ("dataset", "arch", "recipe", "autoneb"),
+    "evaluation": ("dataset", "arch", "recipe", "autoneb", "evaluation"),
+}
+
+
+def stage_settings(resolved_row: dict, stage: str) -> dict:
+    """The part of a resolved row that determines a stage's results (and nothing else)."""
+    if stage not in STAGE_KEYS:
+        raise ValueError(f"unknown stage {stage!r}; valid: {', '.join(STAGE_KEYS)}")
+    return {k: resolved_row[k] for k in STAGE_KEYS[stage]}
+
+
 def stage_hash(resolved_row: dict, stage: str) -> str:
     """Hash of the settings that determine a stage's results (12 hex digits).
 
@@ -210,13 +221,7 @@ def stage_hash(resolved_row: dict, stage: str) -> str:
     + evaluation settings. The exploration budget is deliberately not part of any hash: raising
     it extends the AutoNEB loop without invalidating finished paths.
     """
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; valid: {STAGES}")
-    keys = {"minima": ["dataset", "arch", "recipe"]}
-    keys["paths"] = keys["minima"] + ["autoneb"]
-    keys["evaluation"] = keys["paths"] + ["evaluation"]
-    payload = {k: resolved_row[k] for k in keys[stage]}
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    text = json.dumps(stage_settings(resolved_row, stage), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from .energy import Energy
 from .errors import ConfigError, DivergenceError
+from .optim import SGD
 from .progress import Progress
 
 log = logging.getLogger("nobarriers")
@@ -44,7 +45,7 @@ def optimizer_names() -> list[str]:
 
 def make_optimizer(
     name: str, params: list[Tensor], lr: float, kwargs: dict | None = None
-) -> torch.optim.Optimizer:
+) -> torch.optim.Optimizer | SGD:
     """A ``torch.optim`` optimiser chosen by class name; the paper uses ``SGD`` momentum 0.9."""
     kwargs = dict(kwargs or {})
     valid = optimizer_names()
@@ -56,6 +57,12 @@ def make_optimizer(
                 f"optimizer_kwargs must not set {key!r}: the learning rate comes from the cycle "
                 "schedule and the L2 decay is the config's weight_decay (applied before projection)"
             )
+    if name == "SGD" and set(kwargs) <= {"momentum", "nesterov"}:
+        # Same update as torch.optim.SGD, without importing torch._dynamo (see nobarriers.optim).
+        try:
+            return SGD(params, lr=lr, **kwargs)
+        except ValueError as exc:
+            raise ConfigError(f"optimizer SGD rejects optimizer_kwargs {kwargs}: {exc}") from exc
     try:
         return getattr(torch.optim, name)(params, lr=lr, **kwargs)
     except (TypeError, ValueError) as exc:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError, DivergenceError, FileFormatError
+from .optim import SGD
 from .progress import Progress
 from .recipes import (  # noqa: F401 - re-exported: train.RECIPES etc. stay valid
     DIGITS_RECIPE,
@@ -213,7 +214,7 @@ def train_minimum(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     autocast = _autocast(device, recipe["autocast_bf16"])
-    optimizer = torch.optim.SGD(
+    optimizer = SGD(
         model.parameters(),
         lr=recipe["lr"],
         momentum=recipe["momentum"],

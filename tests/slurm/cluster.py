@@ -42,7 +42,6 @@ import contextlib
 import json
 import os
 import pwd
-import re
 import secrets
 import shutil
 import signal
@@ -285,10 +284,24 @@ class SlurmCluster:
         except (OSError, ValueError, KeyError):
             return []
 
+    def _read_owner(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text()).get("owner") or {}
+        except (OSError, ValueError, AttributeError):
+            return {}
+
     def _write_state(self, daemons: list[dict]) -> None:
+        owner = getattr(self, "_owner", None) or self._read_owner()
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"daemons": daemons}, indent=1))
+        tmp.write_text(json.dumps({"owner": owner, "daemons": daemons}, indent=1))
         tmp.replace(self.state_file)
+
+    def _owner_alive(self, owner: dict) -> bool:
+        """The process that started the recorded daemons is still running (or was the CLI)."""
+        if owner.get("persistent"):
+            return True
+        pid, start = owner.get("pid"), owner.get("starttime")
+        return pid is not None and _proc_starttime(pid) == start
 
     def _alive(self, d: dict) -> bool:
         return _proc_starttime(d["pid"]) == d["starttime"]
@@ -324,11 +337,20 @@ class SlurmCluster:
         t0 = time.monotonic()
         ensure_installed(self.allow_install, log=self.log)
         if self.reuse and self.is_up():
-            self.log(f"attaching to the running cluster in {self.root}")
-            self.owned = False
-            self.started_in_s = time.monotonic() - t0
-            return self
+            owner = self._read_owner()
+            if self._owner_alive(owner):
+                # started by .ci/slurm-up.sh or by another live process: use it, leave it running
+                self.log(f"attaching to the running cluster in {self.root}")
+                self.owned = False
+                self.started_in_s = time.monotonic() - t0
+                return self
+            self.log(f"daemons left by a process that is gone (pid {owner.get('pid')}): restarting")
         self.stop_recorded()  # leftovers of an earlier run, by recorded PID only
+        self._owner = {
+            "pid": os.getpid(),
+            "starttime": _proc_starttime(os.getpid()),
+            "persistent": keep_running,
+        }
         self._check_system_conf()
         self.owned = True
         if not keep_running and not self._atexit:
@@ -623,8 +645,11 @@ StorageLoc=slurm_acct_db
 
     def _start_slurmdbd(self) -> None:
         self._spawn("slurmdbd", [_which("slurmdbd"), "-D"])
-        self._wait("slurmdbd", "slurmdbd to answer sacctmgr",
-                   lambda: self._probe("sacctmgr", "-n", "list", "cluster"), timeout=60)  # fmt: skip
+
+        def probe() -> bool:
+            return self._probe("sacctmgr", "-n", "list", "cluster")
+
+        self._wait("slurmdbd", "slurmdbd to answer sacctmgr", probe, timeout=60)
 
     def _register_accounts(self) -> None:
         user = pwd.getpwuid(os.geteuid()).pw_name
@@ -736,7 +761,9 @@ StorageLoc=slurm_acct_db
             cmd += ["--name", name]
         r = self.run(*cmd)
         keys = [f.split("%")[0] for f in fields]
-        return [dict(zip(keys, line.split("|"))) for line in r.stdout.splitlines() if line]
+        return [
+            dict(zip(keys, line.split("|"), strict=True)) for line in r.stdout.splitlines() if line
+        ]
 
 
 def _main(argv: list[str]) -> int:

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Install the shipped SLURM profile (profiles/slurm) as your Snakemake profile ``slurm``.
 
-    python workflow/scripts/install_slurm_profile.py            # -> ~/.config/snakemake/slurm
-    python workflow/scripts/install_slurm_profile.py --force    # overwrite an edited copy
-    python workflow/scripts/install_slurm_profile.py --dest DIR # somewhere else
+    python scripts/install_slurm_profile.py            # -> ~/.config/snakemake/slurm
+    python scripts/install_slurm_profile.py --force    # overwrite an edited copy
+    python scripts/install_slurm_profile.py --dest DIR # somewhere else
 
 Afterwards ``snakemake --profile slurm`` (run in the repository root) uses it. The target folder
 is the one Snakemake searches for profiles: ``$XDG_CONFIG_HOME/snakemake`` (default
@@ -24,7 +24,7 @@ import shutil
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "profiles" / "slurm"
 STAMP = ".installed-from-nobarriers.json"  # hashes of the files as installed
 
@@ -45,7 +45,8 @@ def _sha(path: Path) -> str:
 
 def _files(folder: Path) -> list[Path]:
     return sorted(
-        p for p in folder.rglob("*")
+        p
+        for p in folder.rglob("*")
         if p.is_file() and p.name != STAMP and not p.name.endswith(".bak")
     )
 
