@@ -8,9 +8,9 @@ checkpoint select_pairs:
         minima=minima_files,
         paths=paths_before_round,
     output:
-        f"{R}/{{dataset}}/{{arch}}/rounds/{{round}}.json",
+        f"{R}/{{dataset}}/{{arch}}/{ROUNDS}/{{round}}.json",
     log:
-        f"{R}/logs/{{dataset}}/{{arch}}/rounds/{{round}}.log",
+        f"{R}/logs/{{dataset}}/{{arch}}/{ROUNDS}/{{round}}.log",
     conda:
         ENV
     threads: 1
@@ -60,9 +60,9 @@ checkpoint landscape:
         minima=minima_files,
         paths=all_paths,
     output:
-        json=f"{R}/{{dataset}}/{{arch}}/landscape.json",
+        json=f"{R}/{{dataset}}/{{arch}}/{ROUNDS}/landscape.json",
     log:
-        f"{R}/logs/{{dataset}}/{{arch}}/landscape.log",
+        f"{R}/logs/{{dataset}}/{{arch}}/{ROUNDS}/landscape.log",
     conda:
         ENV
     threads: 1

@@ -82,6 +82,14 @@ def path_file(wildcards, pair):
     return f"{row_dir(wildcards.dataset, wildcards.arch)}/paths/{a}-{b}.h5"
 
 
+# The rounds of Algorithm 3 and the resulting landscape live in a folder named after the budget.
+# Snakemake does not re-evaluate checkpoint-dependent inputs of up-to-date outputs, so a changed
+# budget must change a file name: the cheap selection rounds are replayed under the new budget,
+# choose the same pairs as before up to where the old budget stopped (path files are keyed by
+# pair, so nothing finished is recomputed) and then go on.
+ROUNDS = "rounds/max{max_paths}-per{pairs_per_round}".format(**config["exploration"])
+
+
 def pairs_of_round(wildcards, round_index):
     """The pairs that Algorithm 3 selected in one round (runs the checkpoint if needed)."""
     selection = checkpoints.select_pairs.get(
@@ -103,8 +111,8 @@ def paths_before_round(wildcards):
 def all_paths(wildcards):
     """Every path of the AutoNEB loop: rounds follow each other until one selects nothing.
 
-    The budget (exploration.max_paths, pairs_per_round) is read by the selection rule, so raising
-    it extends the loop with new rounds and leaves finished paths alone.
+    The budget (exploration.max_paths, pairs_per_round) names the rounds' folder (see ROUNDS), so
+    raising it extends the loop and leaves finished paths alone.
     """
     paths, r = [], 0
     while True:

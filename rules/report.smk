@@ -1,14 +1,38 @@
 localrules:
+    mst_paths,
     table_row,
     table_b1,
     row_figures,
 
 
+# Collects the MST's paths and their dense evaluations under the budget's folder. Jobs below take
+# this file as a plain input: Snakemake re-evaluates checkpoint-dependent input functions only
+# for outputs it must build, so a changed budget reaches the table and figures through this
+# file's changed name.
+rule mst_paths:
+    input:
+        landscape=f"{R}/{{dataset}}/{{arch}}/{ROUNDS}/landscape.json",
+        evaluated=evaluated_mst_paths,
+        paths=mst_path_files,
+    output:
+        f"{R}/{{dataset}}/{{arch}}/{ROUNDS}/mst_paths.json",
+    log:
+        f"{R}/logs/{{dataset}}/{{arch}}/{ROUNDS}/mst_paths.log",
+    threads: 1
+    resources:
+        runtime=5,
+        mem_mb=1000,
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/mst_paths.py"
+
+
 rule table_row:
     input:
         minima=minima_files,
-        landscape=f"{R}/{{dataset}}/{{arch}}/landscape.json",
-        evaluated=evaluated_mst_paths,
+        landscape=f"{R}/{{dataset}}/{{arch}}/{ROUNDS}/landscape.json",
+        mst=f"{R}/{{dataset}}/{{arch}}/{ROUNDS}/mst_paths.json",
         overlap=f"{R}/{{dataset}}/{{arch}}/overlap/overlap.csv",
     output:
         row=f"{R}/{{dataset}}/{{arch}}/table_row.json",
@@ -66,9 +90,8 @@ rule row_figures:
     input:
         minima=minima_files,
         row=f"{R}/{{dataset}}/{{arch}}/table_row.json",
-        landscape=f"{R}/{{dataset}}/{{arch}}/landscape.json",
-        evaluated=evaluated_mst_paths,
-        paths=mst_path_files,
+        landscape=f"{R}/{{dataset}}/{{arch}}/{ROUNDS}/landscape.json",
+        mst=f"{R}/{{dataset}}/{{arch}}/{ROUNDS}/mst_paths.json",
     output:
         **{
             f"{name}_{ext}": (
@@ -109,9 +132,8 @@ rule row_figures:
 rule slice_figure:
     input:
         dataset=f"{R}/data/{{dataset}}.json",
-        landscape=f"{R}/{{dataset}}/{{arch}}/landscape.json",
-        evaluated=evaluated_mst_paths,
-        paths=mst_path_files,
+        landscape=f"{R}/{{dataset}}/{{arch}}/{ROUNDS}/landscape.json",
+        mst=f"{R}/{{dataset}}/{{arch}}/{ROUNDS}/mst_paths.json",
     output:
         png=report(
             f"{R}/figures/{{dataset}}/{{arch}}/fig1_slice.png",

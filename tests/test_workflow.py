@@ -157,3 +157,12 @@ def test_tiny_workflow_end_to_end(tmp_path):
         assert_image(figure)
     logs = list((results / "logs").rglob("*.log"))
     assert any("ETA" in log.read_text() for log in logs if "train" in str(log))
+
+    # The HTML report bundles the table and the figures with their captions.
+    report = tmp_path / "report.html"
+    snakemake(
+        "--cores", "1", "--configfile", str(TINY), "--config", *overrides,
+        "exploration={max_paths: 3, pairs_per_round: 2}", "--report", str(report),
+    )
+    text = report.read_text(errors="replace")
+    assert "Table B.1" in text and "Figure 5" in text

@@ -339,6 +339,19 @@ def evaluate_path_job(
     )
 
 
+def mst_paths_job(evaluated_files, path_files, out_json) -> None:
+    """The path files and dense evaluations of the final MST, as one list for the report jobs."""
+    _write_json(
+        out_json,
+        {"evaluated": [str(p) for p in evaluated_files], "paths": [str(p) for p in path_files]},
+    )
+
+
+def _mst_files(mst_json) -> tuple[list[str], list[str]]:
+    listing = _read_json(mst_json, "MST path list")
+    return listing["evaluated"], listing["paths"]
+
+
 def _read_csv(path) -> list[dict]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -368,7 +381,7 @@ def table_row_job(
     row: dict,
     minima_paths,
     landscape_json,
-    evaluated_files,
+    mst_json,
     overlap_csv,
     out_row_json,
     out_pairs_csv,
@@ -380,7 +393,7 @@ def table_row_job(
 
     minima = _load_minima(minima_paths, minima_hash)
     landscape = _read_json(landscape_json, "landscape")
-    evaluations = _evaluations(evaluated_files, config_hash)
+    evaluations = _evaluations(_mst_files(mst_json)[0], config_hash)
     mst = [tuple(e) for e in landscape["mst"]]
     missing = [(a, b) for a, b, _ in mst if (a, b) not in evaluations]
     if missing:
@@ -451,12 +464,21 @@ def _stem(path) -> Path:
     return Path(path).with_suffix("")
 
 
+def _highest_mst_path(landscape: dict, path_files, path_hash: str):
+    """The MST edge with the highest saddle (the path that decides the row's barrier) and its
+    path file, read with pivots."""
+    from .pathfile import read_path
+
+    a, b, _ = max(landscape["mst"], key=lambda e: e[2])
+    path_of = {_pair_of(p): p for p in path_files}
+    return (a, b), read_path(path_of[(a, b)], load_pivots=True, expect_config_hash=path_hash)
+
+
 def row_figures_job(
     minima_paths,
     row_json,
     landscape_json,
-    evaluated_files,
-    path_files,
+    mst_json,
     outputs: dict,
     cycles,
     minima_hash: str,
@@ -464,19 +486,17 @@ def row_figures_job(
     config_hash: str,
 ) -> None:
     """Figures 4, 6, 7, the MST and the disconnectivity graph of one row."""
-    from .pathfile import read_path
     from .report import figures as F
     from .report.table import display_arch, display_dataset
 
     minima = _load_minima(minima_paths, minima_hash)
     table_row = _read_json(row_json, "table row")
     landscape = _read_json(landscape_json, "landscape")
+    evaluated_files, path_files = _mst_files(mst_json)
     evaluations = _evaluations(evaluated_files, config_hash)
     label = f"{display_dataset(table_row['dataset'])} {display_arch(table_row['architecture'])}"
     # The MST edge with the highest saddle: the path that decides the row's barrier.
-    a, b, _ = max(landscape["mst"], key=lambda e: e[2])
-    path_of = {_pair_of(p): p for p in path_files}
-    record = read_path(path_of[(a, b)], load_pivots=True, expect_config_hash=path_hash)
+    (a, b), record = _highest_mst_path(landscape, path_files, path_hash)
     last = record.history[-1].cycle
     F.plot_path_cycles(
         record.history,
@@ -525,8 +545,7 @@ def row_figures_job(
 def slice_job(
     row: dict,
     landscape_json,
-    evaluated_files,
-    path_files,
+    mst_json,
     outputs: dict,
     resolution: int,
     margin: float,
@@ -541,7 +560,6 @@ def slice_job(
 
     from .evaluate import evaluate_point
     from .models import build_model
-    from .pathfile import read_path
     from .progress import Progress
     from .report import figures as F
     from .report.table import display_arch, display_dataset
@@ -549,9 +567,8 @@ def slice_job(
     dev = configure_runtime(threads, device)
     data = _load_data(row["dataset"], data_dir, dev)
     landscape = _read_json(landscape_json, "landscape")
-    a, b, _ = max(landscape["mst"], key=lambda e: e[2])
-    path_of = {_pair_of(p): p for p in path_files}
-    record = read_path(path_of[(a, b)], load_pivots=True, expect_config_hash=path_hash)
+    evaluated_files, path_files = _mst_files(mst_json)
+    (a, b), record = _highest_mst_path(landscape, path_files, path_hash)
     evaluation = _evaluations(evaluated_files, config_hash)[(a, b)]
     pivots = record.pivots.double().numpy()
     origin, end = pivots[0], pivots[-1]
@@ -593,6 +610,7 @@ __all__ = [
     "landscape_job",
     "evaluate_path_job",
     "path_seed",
+    "mst_paths_job",
     "table_row_job",
     "table_b1_job",
     "row_figures_job",

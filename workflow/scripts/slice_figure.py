@@ -5,8 +5,7 @@ setup_logging(snakemake.log[0])
 slice_job(
     row=snakemake.params.row,
     landscape_json=snakemake.input.landscape,
-    evaluated_files=snakemake.input.evaluated,
-    path_files=snakemake.input.paths,
+    mst_json=snakemake.input.mst,
     outputs=dict(snakemake.output.items()),
     resolution=snakemake.params.resolution,
     margin=snakemake.params.margin,

@@ -6,7 +6,7 @@ table_row_job(
     row=snakemake.params.row,
     minima_paths=snakemake.input.minima,
     landscape_json=snakemake.input.landscape,
-    evaluated_files=snakemake.input.evaluated,
+    mst_json=snakemake.input.mst,
     overlap_csv=snakemake.input.overlap,
     out_row_json=snakemake.output.row,
     out_pairs_csv=snakemake.output.pairs,
