@@ -161,8 +161,15 @@ def test_tiny_workflow_end_to_end(tmp_path):
     # The HTML report bundles the table and the figures with their captions.
     report = tmp_path / "report.html"
     snakemake(
-        "--cores", "1", "--configfile", str(TINY), "--config", *overrides,
-        "exploration={max_paths: 3, pairs_per_round: 2}", "--report", str(report),
+        "--cores",
+        "1",
+        "--configfile",
+        str(TINY),
+        "--config",
+        *overrides,
+        "exploration={max_paths: 3, pairs_per_round: 2}",
+        "--report",
+        str(report),
     )
     text = report.read_text(errors="replace")
     assert "Table B.1" in text and "Figure 5" in text
