@@ -95,15 +95,12 @@ def test_lint_is_clean():
 def test_tiny_workflow_end_to_end(tmp_path):
     results = tmp_path / "results"
     overrides = [f"results_dir={results}", f"data_dir={tmp_path / 'data'}"]
-    snakemake(
-        "--cores",
-        "2",
-        "--configfile",
-        str(TINY),
-        "--config",
-        *overrides,
-        "exploration={max_paths: 2, pairs_per_round: 2}",
-    )
+
+    def run_tiny(max_paths, *extra):
+        budget = f"exploration={{max_paths: {max_paths}, pairs_per_round: 2}}"
+        snakemake(*extra, "--cores", "2", "--configfile", str(TINY), "--config", *overrides, budget)
+
+    run_tiny(2)
     row_dir = results / "digits" / "mlp-16"
     minima = sorted((row_dir / "minima").glob("*.safetensors"))
     paths = sorted((row_dir / "paths").glob("*.h5"))
@@ -111,15 +108,7 @@ def test_tiny_workflow_end_to_end(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in minima + paths}
 
     # Raising the budget extends the loop: one more path, nothing finished is recomputed.
-    snakemake(
-        "--cores",
-        "2",
-        "--configfile",
-        str(TINY),
-        "--config",
-        *overrides,
-        "exploration={max_paths: 3, pairs_per_round: 2}",
-    )
+    run_tiny(3)
     paths_after = sorted((row_dir / "paths").glob("*.h5"))
     assert len(paths_after) == 3
     assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items())
@@ -160,16 +149,6 @@ def test_tiny_workflow_end_to_end(tmp_path):
 
     # The HTML report bundles the table and the figures with their captions.
     report = tmp_path / "report.html"
-    snakemake(
-        "--cores",
-        "1",
-        "--configfile",
-        str(TINY),
-        "--config",
-        *overrides,
-        "exploration={max_paths: 3, pairs_per_round: 2}",
-        "--report",
-        str(report),
-    )
+    run_tiny(3, "--report", str(report))
     text = report.read_text(errors="replace")
     assert "Table B.1" in text and "Figure 5" in text
