@@ -49,7 +49,9 @@ def resolved_hash(dataset, arch, stage):
 def row_settings(stage):
     """Rule parameter: the row's settings that a stage depends on (see STAGE_KEYS), so that
     e.g. raising the AutoNEB budget never reruns training."""
-    return lambda wildcards: stage_settings(resolved_row(wildcards.dataset, wildcards.arch), stage)
+    return lambda wildcards: stage_settings(
+        resolved_row(wildcards.dataset, wildcards.arch), stage
+    )
 
 
 def row_hash(stage):

@@ -18,12 +18,12 @@ rule mst_paths:
         f"{R}/{{dataset}}/{{arch}}/{ROUNDS}/mst_paths.json",
     log:
         f"{R}/logs/{{dataset}}/{{arch}}/{ROUNDS}/mst_paths.log",
+    conda:
+        ENV
     threads: 1
     resources:
         runtime=5,
         mem_mb=1000,
-    conda:
-        ENV
     script:
         "../workflow/scripts/mst_paths.py"
 

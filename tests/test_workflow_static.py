@@ -37,3 +37,17 @@ def test_scripts_are_thin():
         assert len(lines) <= 20, f"{script.name} has {len(lines)} lines: move logic to the package"
         assert "from nobarriers" in script.read_text()
         assert "sys.path" not in script.read_text()
+
+
+def test_code_is_formatted_and_lint_free():
+    import subprocess
+    import sys
+
+    bin_dir = Path(sys.executable).parent
+    for cmd in (
+        [str(bin_dir / "ruff"), "check", "src", "tests", "workflow", "benchmarks", "scripts"],
+        [str(bin_dir / "ruff"), "format", "--check", "src", "tests", "workflow", "benchmarks"],
+        [str(bin_dir / "snakefmt"), "--check", "Snakefile", "rules"],
+    ):
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{' '.join(cmd[1:])}:\n{proc.stdout}{proc.stderr}"
