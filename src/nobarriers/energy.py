@@ -404,16 +404,29 @@ class ModelEnergy(Energy):
         return losses, grads
 
     def _loop_losses_and_grads(self, points, batch):
+        # One ordinary forward/backward per pivot on the NEB copy's own parameters (the pivot is
+        # copied in): the same work as a training step, without functional_call's per-call
+        # parameter swapping.
         x, y = batch
-        losses, grads = [], []
-        for p in points:
-            flat = p.detach().requires_grad_(True)
+        params = [p for _, p in trainable_parameters(self._net)]
+        losses = points.new_empty(points.shape[0])
+        grads = torch.empty_like(points)
+        for k, point in enumerate(points):
+            with torch.no_grad():
+                for param, chunk in zip(params, point.split(self._numels), strict=True):
+                    param.copy_(chunk.view_as(param))
+                    param.grad = None
             with torch.enable_grad():
-                loss = self._loss(flat, x, y)
-                (g,) = torch.autograd.grad(loss, flat)
-            losses.append(loss.detach())
-            grads.append(g)
-        return torch.stack(losses), torch.stack(grads)
+                if self.autocast_bf16:
+                    with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+                        out = self._net(x)
+                    loss = F.cross_entropy(out.float(), y)
+                else:
+                    loss = F.cross_entropy(self._net(x), y)
+                loss.backward()
+            losses[k] = loss.detach()
+            torch.cat([param.grad.reshape(-1) for param in params], out=grads[k])
+        return losses, grads
 
     def _vmap_losses(self, points, batch):
         x, y = batch
