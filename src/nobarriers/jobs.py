@@ -81,6 +81,12 @@ def _load_data(dataset: str, data_dir: str, device):
     return load_dataset(dataset, data_dir, device=device)
 
 
+def _start_compute_job(row: dict, data_dir, device, threads):
+    """Threads and device from what Snakemake/SLURM gave the job, and the row's dataset on it."""
+    dev = configure_runtime(threads, device)
+    return dev, _load_data(row["dataset"], data_dir, dev)
+
+
 # -------------------------------------------------------------------------------- minima
 
 
@@ -90,8 +96,7 @@ def train_job(
     """Train one minimum (resumes from ``checkpoint``); ends with its exact-BN evaluation."""
     from .train import train_minimum
 
-    dev = configure_runtime(threads, device)
-    data = _load_data(row["dataset"], data_dir, dev)
+    dev, data = _start_compute_job(row, data_dir, device, threads)
     return train_minimum(
         row["arch"],
         data,
@@ -219,8 +224,7 @@ def autoneb_job(
     from .energy import ModelEnergy
     from .pathfile import write_path
 
-    dev = configure_runtime(threads, device)
-    data = _load_data(row["dataset"], data_dir, dev)
+    dev, data = _start_compute_job(row, data_dir, device, threads)
     ma, mb = _load_minima([minimum_a, minimum_b], minima_hash)
     if ma.arch != row["arch"] or mb.arch != row["arch"]:
         raise FileFormatError(
@@ -294,8 +298,7 @@ def evaluate_path_job(
     from .pathfile import read_path, write_evaluation
     from .progress import Progress
 
-    dev = configure_runtime(threads, device)
-    data = _load_data(row["dataset"], data_dir, dev)
+    dev, data = _start_compute_job(row, data_dir, device, threads)
     record = read_path(path_file, load_pivots=True, expect_config_hash=path_hash)
     model = build_model(row["arch"], data.num_classes, data.input_shape).to(dev)
     settings = row["evaluation"]
@@ -564,8 +567,7 @@ def slice_job(
     from .report import figures as F
     from .report.table import display_arch, display_dataset
 
-    dev = configure_runtime(threads, device)
-    data = _load_data(row["dataset"], data_dir, dev)
+    dev, data = _start_compute_job(row, data_dir, device, threads)
     landscape = _read_json(landscape_json, "landscape")
     evaluated_files, path_files = _mst_files(mst_json)
     (a, b), record = _highest_mst_path(landscape, path_files, path_hash)
