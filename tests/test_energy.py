@@ -172,3 +172,21 @@ def test_shape_errors_are_clear():
         energy.losses(torch.zeros(2, energy.dim - 1))
     with pytest.raises(ConfigError, match="mode"):
         FunctionEnergy(lambda p: p.sum(), 2, mode="fast")
+
+
+@pytest.mark.parametrize("mode", ["loop", "vmap"])
+def test_path_evaluation_is_the_per_point_evaluation(mode):
+    # one NEB step's evaluation (interior with gradients, endpoints forward-only, optionally
+    # into a reused buffer) equals evaluating every pivot on its own on the same batch
+    x, y = data((2, 6, 6))
+    energy = ModelEnergy(bn_cnn(), x, y, batch_size=16, mode=mode)
+    path = random_points(energy, m=5)
+    batch = energy.sample_batch(torch.Generator().manual_seed(3))
+    losses, grads = energy.losses_and_grads(path, batch)
+    out = torch.full((3, energy.dim), float("nan"))
+    for buffer in (None, out):
+        path_losses, path_grads = energy.path_losses_and_grads(path, batch, out=buffer)
+        assert torch.allclose(path_losses, losses, atol=1e-5)
+        assert torch.allclose(path_grads, grads[1:-1], atol=1e-5)
+    if mode == "loop":
+        assert torch.allclose(out, grads[1:-1], atol=1e-5)

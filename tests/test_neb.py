@@ -191,3 +191,33 @@ def test_common_batch_switch_draws_one_or_one_per_pivot_batches():
         neb = NEBStep(energy, pivots, np.full(4, 0.25), common_batch=common)
         info = neb.step(torch.Generator().manual_seed(0))
         assert len(draws) == expected and info.losses.shape == (5,)
+
+
+def test_step_equals_the_composition_of_the_public_geometry():
+    # the fused, buffer-reusing step against redistribute -> losses -> tangents -> project -> SGD
+    def bumpy(p):
+        return (p**2).sum() + torch.sin(3 * p).sum() + p[0] * p[1]
+
+    energy = FunctionEnergy(bumpy, dim=5, mode="loop")
+    g = torch.Generator().manual_seed(4)
+    pivots = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    weights = np.array([1.0, 2.0, 1.0, 1.5, 0.5])
+    lr, decay = 0.05, 0.3
+    moved = redistribute(pivots, weights)
+    losses, grads = energy.losses_and_grads(moved)
+    force = project(grads[1:-1] + decay * moved[1:-1], tangents(moved, losses))
+    expected = moved[1:-1] - lr * force
+
+    neb = NEBStep(energy, pivots, weights, optimizer_kwargs={}, lr=lr, weight_decay=decay)
+    info = neb.step()
+    assert torch.allclose(info.losses, losses, atol=1e-12)
+    assert torch.allclose(neb.pivots[1:-1], expected, atol=1e-10)
+    assert torch.equal(neb.pivots[[0, -1]], pivots[[0, -1]])
+
+
+def test_nan_gradient_with_finite_losses_is_divergence():
+    # |p| has a finite value but a NaN gradient at the origin
+    energy = FunctionEnergy(lambda p: (p**2).sum().sqrt(), dim=2, mode="loop")
+    line = torch.tensor([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]])
+    with pytest.raises(DivergenceError, match="non-finite gradient"):
+        NEBStep(energy, line, [0.5, 0.5], cycle=3).step()

@@ -126,6 +126,13 @@ class Energy:
     def _loop_losses(self, points: Tensor, batch) -> Tensor:
         raise NotImplementedError
 
+    def _loop_losses_and_grads_into(self, points: Tensor, batch, out: Tensor) -> Tensor:
+        """The loop kernel with the gradients written into ``out`` ``[M, D]``; returns the losses.
+        Subclasses may override it to avoid the copy."""
+        losses, grads = self._loop_losses_and_grads(points, batch)
+        out.copy_(grads)
+        return losses
+
     # ---- public interface --------------------------------------------------------------------
     def sample_batch(self, generator: torch.Generator):
         """A batch shared by all pivots of one NEB step; ``None`` if the energy needs no data."""
@@ -154,21 +161,28 @@ class Energy:
                 if self.device is not None and self.device.type == "cuda":
                     torch.cuda.empty_cache()
 
-    def path_losses_and_grads(self, path: Tensor, batch=None) -> tuple[Tensor, Tensor]:
+    def path_losses_and_grads(
+        self, path: Tensor, batch=None, out: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """One NEB step's evaluation: losses ``[N+2]`` of all pivots of ``path`` ``[N+2, D]``
         and gradients ``[N, D]`` of the interior ones, all on ``batch``.
 
         Batched (``vmap``) energies evaluate the whole path in ONE vectorised call (the two
         wasted endpoint gradients cost less than a second call); the loop evaluates the interior
-        with gradients and the endpoints forward-only."""
+        with gradients (written into ``out`` when given, a reusable ``[N, D]`` buffer) and the
+        endpoints forward-only. The caller owns the returned gradients (NEB updates them in
+        place)."""
         path = self._check_points(path)
         interior = path[1:-1]
         mode = self.resolved_mode or self._resolve_mode(interior, batch)
         if mode == "vmap":
             losses, grads = self.losses_and_grads(path, batch)
             return losses, grads[1:-1]
-        losses, grads = self.losses_and_grads(interior, batch)
-        ends = self.losses(path[[0, -1]], batch)
+        if out is None:
+            losses, grads = self.losses_and_grads(interior, batch)
+        else:
+            losses, grads = self._loop_losses_and_grads_into(interior, batch, out), out
+        ends = self.losses(path[:: path.shape[0] - 1], batch)
         return torch.cat([ends[:1], losses, ends[1:]]), grads
 
     def losses(self, points: Tensor, batch=None) -> Tensor:
@@ -325,6 +339,7 @@ class ModelEnergy(Energy):
         # NEB copy: BatchNorm on batch statistics, nothing tracked, dropout off
         self._net = replace_all_batch_norm_modules_(copy.deepcopy(model).to(self.device)).eval()
         params = trainable_parameters(self._net)
+        self._net_params = [p for _, p in params]
         self._names = [name for name, _ in params]
         self._shapes = [p.shape for _, p in params]
         self._numels = [p.numel() for _, p in params]
@@ -347,6 +362,7 @@ class ModelEnergy(Energy):
         self.autocast_bf16 = autocast_bf16
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         self._net = self._net.to(memory_format=fmt)
+        self._net_params = [p for _, p in trainable_parameters(self._net)]
         if self.mode == "auto":
             self.resolved_mode = None
 
@@ -404,29 +420,23 @@ class ModelEnergy(Energy):
         return losses, grads
 
     def _loop_losses_and_grads(self, points, batch):
+        grads = torch.empty_like(points)
+        return self._loop_losses_and_grads_into(points, batch, grads), grads
+
+    def _loop_losses_and_grads_into(self, points, batch, out):
         # One ordinary forward/backward per pivot on the NEB copy's own parameters (the pivot is
         # copied in): the same work as a training step, without functional_call's per-call
         # parameter swapping.
         x, y = batch
-        params = [p for _, p in trainable_parameters(self._net)]
         losses = points.new_empty(points.shape[0])
-        grads = torch.empty_like(points)
         for k, point in enumerate(points):
-            with torch.no_grad():
-                for param, chunk in zip(params, point.split(self._numels), strict=True):
-                    param.copy_(chunk.view_as(param))
-                    param.grad = None
+            self._load_into_net(point)
             with torch.enable_grad():
-                if self.autocast_bf16:
-                    with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
-                        out = self._net(x)
-                    loss = F.cross_entropy(out.float(), y)
-                else:
-                    loss = F.cross_entropy(self._net(x), y)
+                loss = self._net_loss(x, y)
                 loss.backward()
             losses[k] = loss.detach()
-            torch.cat([param.grad.reshape(-1) for param in params], out=grads[k])
-        return losses, grads
+            torch.cat([param.grad.reshape(-1) for param in self._net_params], out=out[k])
+        return losses
 
     def _vmap_losses(self, points, batch):
         x, y = batch
@@ -434,7 +444,26 @@ class ModelEnergy(Energy):
 
     def _loop_losses(self, points, batch):
         x, y = batch
-        return torch.stack([self._loss(p, x, y) for p in points])
+        losses = points.new_empty(points.shape[0])
+        for k, point in enumerate(points):
+            self._load_into_net(point)
+            losses[k] = self._net_loss(x, y)
+        return losses
+
+    def _load_into_net(self, point: Tensor) -> None:
+        """Copy ``point`` into the NEB copy's parameters and clear their gradients."""
+        with torch.no_grad():
+            for param, chunk in zip(self._net_params, point.split(self._numels), strict=True):
+                param.copy_(chunk.view_as(param))
+                param.grad = None
+
+    def _net_loss(self, x: Tensor, y: Tensor) -> Tensor:
+        """Mean cross-entropy of the NEB copy with its current parameters on ``(x, y)``."""
+        if self.autocast_bf16:
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+                out = self._net(x)
+            return F.cross_entropy(out.float(), y)
+        return F.cross_entropy(self._net(x), y)
 
     def losses(self, points: Tensor, batch=None) -> Tensor:
         """Losses on ``batch`` (BN on batch statistics); ``batch=None``: the whole training set in

@@ -15,7 +15,6 @@ re-distribution):
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,12 +73,17 @@ def make_optimizer(
 # --------------------------------------------------------------------------------------------
 
 
-def _redistribution(pivots: Tensor, weights: np.ndarray) -> tuple[Tensor, Tensor, Tensor] | None:
-    """Segment index ``k`` [N] and fraction ``frac`` [N, 1] of each redistributed interior pivot
-    on the polyline through ``pivots`` (arc lengths accumulated in float64 on the host; the
-    ``N+1`` segment lengths are the only values that leave the device). ``None``: zero length."""
-    n = pivots.shape[0]
-    seg = (pivots[1:] - pivots[:-1]).norm(dim=1).double().cpu().numpy()  # [N+1]
+def _segment_lengths(diff: Tensor) -> np.ndarray:
+    """Lengths ``[N+1]`` of the segments ``diff = pivots[1:] - pivots[:-1]``, as float64 numpy
+    (the only values of the redistribution that leave the device)."""
+    return torch.linalg.vector_norm(diff, dim=1).double().cpu().numpy()
+
+
+def _redistribution(seg: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Segment index ``k`` [N] and fraction ``frac`` [N] of each redistributed interior pivot on
+    the polyline with segment lengths ``seg`` [N+1] (arc lengths accumulated in float64 on the
+    host). ``None``: the polyline has zero length."""
+    n = seg.shape[0] + 1
     cum = np.concatenate([[0.0], np.cumsum(seg)])  # [N+2]
     total = cum[-1]
     if not total > 0:
@@ -90,10 +94,20 @@ def _redistribution(pivots: Tensor, weights: np.ndarray) -> tuple[Tensor, Tensor
     seg_k = seg[k]
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where(seg_k > 0, (targets - cum[k]) / np.maximum(seg_k, 1e-300), 0.0)
-    frac = np.clip(frac, 0.0, 1.0)
+    return k, np.clip(frac, 0.0, 1.0)
+
+
+def _place_on_polyline(
+    pivots: Tensor, diff: Tensor, k: np.ndarray, frac: np.ndarray, out: Tensor, work: Tensor
+) -> None:
+    """``out[i] = pivots[k_i] + frac_i * diff[k_i]`` without temporaries: ``work`` is a
+    ``[2, N, D]`` scratch buffer (``index_select`` into it; advanced indexing and fresh
+    multi-MB tensors cost more than the arithmetic on a CPU)."""
     k_t = torch.from_numpy(k).to(pivots.device)
     frac_t = torch.from_numpy(frac).to(device=pivots.device, dtype=pivots.dtype).unsqueeze(1)
-    return k_t, frac_t, torch.from_numpy(seg)
+    base = torch.index_select(pivots, 0, k_t, out=work[0])
+    step = torch.index_select(diff, 0, k_t, out=work[1])
+    torch.addcmul(base, step, frac_t, out=out)
 
 
 def _check_weights(n: int, target_weights) -> np.ndarray:
@@ -117,10 +131,11 @@ def redistribute(pivots: Tensor, target_weights) -> Tensor:
     out = pivots.clone()
     if n <= 2:
         return out
-    where = _redistribution(pivots, weights)
+    diff = pivots[1:] - pivots[:-1]
+    where = _redistribution(_segment_lengths(diff), weights)
     if where is not None:
-        k, frac, _ = where
-        out[1:-1] = pivots[k] + frac * (pivots[k + 1] - pivots[k])
+        work = pivots.new_empty((2, n - 2, pivots.shape[1]))
+        _place_on_polyline(pivots, diff, *where, out=out[1:-1], work=work)
     return out
 
 
@@ -163,19 +178,29 @@ def _tangent_weights(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _tangents(pivots: Tensor, v: np.ndarray) -> Tensor:
-    """:func:`tangents` with the energies already on the host as float64 numpy (one NEB step
-    computes them there anyway for the divergence check)."""
+    """:func:`tangents` with the energies already on the host as float64 numpy."""
+    diff = pivots[1:] - pivots[:-1]
+    tau = _tangent_directions(diff, v, out=diff.new_empty((diff.shape[0] - 1, diff.shape[1])))
+    return _unit_tangents(tau, diff)
+
+
+def _tangent_directions(diff: Tensor, v: np.ndarray, out: Tensor) -> Tensor:
+    """Un-normalised tangents ``w+ tau+ + w- tau-`` [N, D] written into ``out``, from the segments
+    ``diff = pivots[1:] - pivots[:-1]`` ([N+1, D]; ``tau+ = diff[1:]``, ``tau- = diff[:-1]``)."""
     w_plus, w_minus = _tangent_weights(v)
-    dtype, device = pivots.dtype, pivots.device
-    tau_plus = pivots[2:] - pivots[1:-1]
-    tau_minus = pivots[1:-1] - pivots[:-2]
-    wp = torch.from_numpy(w_plus).to(device=device, dtype=dtype).unsqueeze(1)
-    wm = torch.from_numpy(w_minus).to(device=device, dtype=dtype).unsqueeze(1)
-    tau = tau_plus * wp + tau_minus * wm
+    wp = torch.from_numpy(w_plus).to(device=diff.device, dtype=diff.dtype).unsqueeze(1)
+    wm = torch.from_numpy(w_minus).to(device=diff.device, dtype=diff.dtype).unsqueeze(1)
+    torch.mul(diff[1:], wp, out=out)
+    return out.addcmul_(diff[:-1], wm)
+
+
+def _unit_tangents(tau: Tensor, diff: Tensor) -> Tensor:
+    """Normalise the rows of ``tau``; where one vanishes (three equal energies) use the bisector
+    ``tau+/|tau+| + tau-/|tau-|`` instead, and zero where the pivots coincide."""
     norm = tau.norm(dim=1, keepdim=True)
     if bool((norm > 0).all()):  # the common case: no bisector, no masking
         return tau / norm
-    bisector = _unit(tau_plus) + _unit(tau_minus)
+    bisector = _unit(diff[1:]) + _unit(diff[:-1])
     return _unit(torch.where(norm > 0, tau, bisector))
 
 
@@ -240,6 +265,12 @@ class NEBStep:
         self.start = self._path[0]
         self.end = self._path[-1]
         self.interior = self._path[1:-1]
+        # scratch buffers reused by every step: segments [N+1, D], tangents / gathers [2, N, D],
+        # gradients [N, D] (fresh multi-MB temporaries per step cost more than the arithmetic)
+        n, dim = self.interior.shape
+        self._diff = self._path.new_empty((n + 1, dim))
+        self._work = self._path.new_empty((2, n, dim))
+        self._grads = self._path.new_empty((n, dim))
         self.target_weights = _check_weights(pivots.shape[0], target_weights)
         self.weight_decay = float(weight_decay)
         self.common_batch = common_batch
@@ -255,7 +286,8 @@ class NEBStep:
     def _evaluate(self, path: Tensor, generator: torch.Generator | None):
         energy = self.energy
         if self.common_batch:
-            return energy.path_losses_and_grads(path, energy.sample_batch(generator))
+            batch = energy.sample_batch(generator)
+            return energy.path_losses_and_grads(path, batch, out=self._grads)
         # one batch per pivot (the authors' behaviour)
         parts = [energy.losses_and_grads(p[None], energy.sample_batch(generator)) for p in path]
         losses = torch.cat([lo for lo, _ in parts])
@@ -265,17 +297,16 @@ class NEBStep:
     def step(self, generator: torch.Generator | None = None) -> StepInfo:
         """Redistribute, evaluate, project and update once; raises :class:`DivergenceError`.
 
-        Per step exactly two small host transfers happen (the ``N+1`` segment lengths for the
-        redistribution, the ``N+2`` losses plus one checksum of the force); everything of size
-        ``D`` stays on the device."""
+        Per step exactly three small host transfers happen (the ``N+1`` segment lengths for the
+        redistribution, the ``N+2`` losses, and the ``2N`` dot products of the projection);
+        everything of size ``D`` stays on the device, in preallocated buffers."""
         self.step_count += 1
-        path = self._path
+        path, diff, work = self._path, self._diff, self._work
         with torch.no_grad():
-            where = _redistribution(path, self.target_weights)
+            torch.sub(path[1:], path[:-1], out=diff)
+            where = _redistribution(_segment_lengths(diff), self.target_weights)
             if where is not None:
-                k, frac, _ = where
-                moved = path[k] + frac * (path[k + 1] - path[k])
-                self.interior.copy_(moved)
+                _place_on_polyline(path, diff, *where, out=self.interior, work=work)
         all_losses, grads = self._evaluate(path, generator)
         with torch.no_grad():
             v = all_losses.detach().to(torch.float64).cpu().numpy()
@@ -284,17 +315,27 @@ class NEBStep:
                     f"NEB diverged in cycle {self.cycle}, step {self.step_count}: "
                     f"pivot losses {v.tolist()}"
                 )
-            tau = _tangents(path, v)
-            force = grads.to(path.dtype)
+            force = grads.detach().to(path.dtype)  # a fresh or scratch buffer: updated in place
             if self.weight_decay:
-                force = force + self.weight_decay * self.interior
-            force = force - (force * tau).sum(dim=1, keepdim=True) * tau
-            # any inf/nan entry makes the sum non-finite: one scalar instead of a [N, D] check
-            if not math.isfinite(float(force.sum())):
+                force.add_(self.interior, alpha=self.weight_decay)
+            torch.sub(path[1:], path[:-1], out=diff)
+            tau = _tangent_directions(diff, v, out=work[0])
+            # remove the component along the tangent: f -= (f.tau / tau.tau) tau, with the dot
+            # products on the host (a non-finite force entry makes its f.tau non-finite)
+            dots = torch.stack([torch.linalg.vecdot(force, tau), torch.linalg.vecdot(tau, tau)])
+            f_tau, tau_tau = dots.double().cpu().numpy()
+            if not (np.isfinite(f_tau).all() and np.isfinite(tau_tau).all()):
                 raise DivergenceError(
                     f"NEB diverged in cycle {self.cycle}, step {self.step_count}: "
                     "non-finite gradient"
                 )
+            if (tau_tau > 0).all():
+                coef = f_tau / tau_tau
+            else:  # a vanishing tangent: bisector or none (rare; see tangents())
+                tau = _unit_tangents(tau, diff)
+                coef = torch.linalg.vecdot(force, tau).double().cpu().numpy()
+            coef_t = torch.from_numpy(coef).to(device=path.device, dtype=path.dtype)
+            force.addcmul_(tau, coef_t.unsqueeze(1), value=-1.0)
             self.interior.grad = force
             self.optimizer.step()
             self.interior.grad = None
