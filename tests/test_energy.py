@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nobarriers.energy import FunctionEnergy, ModelEnergy, load_point, point_of
+from nobarriers.energy import FunctionEnergy, LinearChain, ModelEnergy, load_point, point_of
 from nobarriers.errors import ConfigError
 
 
@@ -190,3 +190,66 @@ def test_path_evaluation_is_the_per_point_evaluation(mode):
         assert torch.allclose(path_grads, grads[1:-1], atol=1e-5)
     if mode == "loop":
         assert torch.allclose(out, grads[1:-1], atol=1e-5)
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.out = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.out(x + torch.relu(self.fc(x)))
+
+
+def frozen_mlp():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(12, 8, bias=False),
+        nn.Dropout(0.5),
+        nn.GELU(),
+        nn.Linear(8, 5),
+        nn.Tanh(),
+        nn.Linear(5, 3),
+    )
+    net[4].weight.requires_grad_(False)  # frozen: not a coordinate, shared by all pivots
+    return net
+
+
+@pytest.mark.parametrize("make, shape", [(mlp, (6,)), (frozen_mlp, (3, 2, 2)), (Residual, (6,))])
+def test_vmap_mode_equals_the_loop_with_and_without_the_linear_chain_kernel(make, shape):
+    x, y = data(shape)
+    ev = ModelEnergy(make(), x, y, batch_size=16, mode="vmap")
+    el = ModelEnergy(make(), x, y, batch_size=16, mode="loop")
+    assert (ev._chain is None) == (make is Residual)  # a residual sum is not a chain: functorch
+    if make is frozen_mlp:
+        assert ev.dim == 12 * 8 + 5 + 5 * 3 + 3  # the frozen weight is no coordinate
+    points = random_points(ev)
+    batch = ev.sample_batch(torch.Generator().manual_seed(3))
+    lv, gv = ev.losses_and_grads(points, batch)
+    ll, gl = el.losses_and_grads(points, batch)
+    assert torch.allclose(lv, ll, atol=1e-5) and torch.allclose(gv, gl, atol=1e-5)
+    assert torch.allclose(ev.losses(points, batch), ll, atol=1e-5)
+
+
+def test_linear_chain_refuses_what_is_not_a_per_sample_chain():
+    flatten_batch = nn.Sequential(nn.Flatten(0), nn.Linear(72 * 16, 3))
+    for net in (flatten_batch, bn_cnn(), Residual()):
+        assert LinearChain.of(net, ["x"], [1]) is None
+
+
+def test_linear_chain_of_the_registry_mlps():
+    from nobarriers.models import build_model
+
+    for name in ("mlp-32", "mlp-8x2"):
+        model = build_model(name, 10, (1, 8, 8))
+        x, y = torch.randn(30, 1, 8, 8), torch.randint(0, 10, (30,))
+        ev = ModelEnergy(model, x, y, batch_size=16, mode="vmap")
+        el = ModelEnergy(model, x, y, batch_size=16, mode="loop")
+        assert ev._chain is not None
+        points = ev.point_of(model) + 0.1 * random_points(ev)
+        batch = ev.sample_batch(torch.Generator().manual_seed(0))
+        lv, gv = ev.losses_and_grads(points, batch)
+        ll, gl = el.losses_and_grads(points, batch)
+        assert torch.allclose(lv, ll, atol=1e-5) and torch.allclose(gv, gl, atol=1e-5)
