@@ -5,6 +5,8 @@ For each network and number of interior pivots N, one full :class:`nobarriers.ne
 SGD update) is timed in each energy mode, interleaved with the floor: N x one plain training step
 (forward + backward + SGD step of the ``nn.Module``) on the same batch. Medians of ``--repeats``
 interleaved rounds. ``auto`` is timed including which mode it picked and its one-off calibration.
+``once`` is the step with ``AutoNEBConfig(endpoint_losses="once")`` (fixed endpoint losses, no
+endpoint forward passes), in the loop for conv nets and vmap for MLPs.
 
     .venv/bin/python benchmarks/bench_neb_step.py   # digits nets all N, big nets short
     .venv/bin/python benchmarks/bench_neb_step.py --nets resnet-20 --n 8 16 --repeats 5
@@ -40,6 +42,8 @@ NETS = {  # name: (arch, input shape, samples, default batch)
     "resnet-20": ("resnet-20", (3, 32, 32), 2048, 128),
 }
 BIG = ("cnn-12", "resnet-20")
+CONV = ("digits-cnn", "cnn-12", "resnet-20")
+CONV_MODE = "loop"  # the mode "once" is timed in for conv nets (vmap for the MLPs)
 
 
 def make(net: str, batch: int | None, device):
@@ -51,10 +55,13 @@ def make(net: str, batch: int | None, device):
     return model, x, y, batch or default_batch
 
 
-def neb_for(energy, model, n_pivots):
+def neb_for(energy, model, n_pivots, endpoints_once=False):
     start = energy.point_of(model)
     end = start + 0.05 * torch.randn_like(start)
     path = initial_path(start, end, n_pivots)
+    ends = None
+    if endpoints_once:  # AutoNEBConfig(endpoint_losses="once")
+        ends = energy.mean_batch_losses(path[[0, -1]], 4, torch.Generator().manual_seed(2))
     return NEBStep(
         energy,
         path,
@@ -62,6 +69,7 @@ def neb_for(energy, model, n_pivots):
         lr=0.01,
         optimizer_kwargs={"momentum": 0.9},
         weight_decay=1e-4,
+        endpoint_losses=ends,
     )
 
 
@@ -85,14 +93,15 @@ def bench(net: str, ns: list[int], repeats: int, batch: int | None, device) -> l
     for n in ns:
         energies = {m: ModelEnergy(model, x, y, bs, mode=m) for m in ("loop", "vmap", "auto")}
         nebs = {m: neb_for(e, model, n) for m, e in energies.items()}
-        gens = {m: torch.Generator().manual_seed(0) for m in energies}
+        nebs["once"] = neb_for(energies[CONV_MODE if net in CONV else "vmap"], model, n, True)
+        gens = {m: torch.Generator().manual_seed(0) for m in nebs}
         # auto: the first step includes the calibration (times vmap and loop twice each)
         t0 = time.perf_counter()
         nebs["auto"].step(gens["auto"])
         first_auto = time.perf_counter() - t0
         xb, yb = energies["loop"].sample_batch(torch.Generator().manual_seed(1))
         fns = {"floor": floor_fn(model, xb, yb, n)}
-        for m in ("loop", "vmap", "auto"):
+        for m in ("loop", "vmap", "auto", "once"):
             fns[m] = lambda neb=nebs[m], g=gens[m]: neb.step(g)
         try:
             t = interleaved(fns, repeats, warmup=1, device=device)
@@ -112,6 +121,7 @@ def bench(net: str, ns: list[int], repeats: int, batch: int | None, device) -> l
                 "loop/floor": t["loop"] / t["floor"],
                 "vmap/floor": t["vmap"] / t["floor"],
                 "auto/floor": t["auto"] / t["floor"],
+                "once/floor": t["once"] / t["floor"],
                 "loop/vmap": t["loop"] / t["vmap"],
                 "calib s": first_auto,
                 "calib/1000 steps": first_auto / (1000 * t["auto"]),
@@ -142,7 +152,7 @@ def main(argv=None):
         rows += bench(net, ns, reps, args.batch, args.device)
     cols = [
         "net", "N", "batch", "floor ms", "loop ms", "vmap ms", "auto picks",
-        "loop/floor", "vmap/floor", "auto/floor", "loop/vmap", "calib/1000 steps",
+        "loop/floor", "vmap/floor", "auto/floor", "once/floor", "loop/vmap", "calib/1000 steps",
     ]  # fmt: skip
     print("\n## summary (medians; ratios within one run)\n")
     print(table(rows, cols))

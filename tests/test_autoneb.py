@@ -277,3 +277,52 @@ def test_bad_optimizer_kwargs_fail_before_the_first_cycle():
     energy = FunctionEnergy(lambda p: (p**2).sum(), dim=2)
     with pytest.raises((ConfigError, ValueError)):
         run_autoneb(energy, torch.zeros(2), torch.ones(2), config)
+
+
+# ---- endpoint losses --------------------------------------------------------------------------
+
+
+def test_endpoint_losses_once_is_exact_for_energies_without_batches():
+    # without batch noise the mean endpoint loss IS the per-step one: identical runs
+    a, b = torch.tensor([-1.0, 0.0]), torch.tensor([1.0, 0.0])
+    runs = {}
+    for choice in ("per_step", "once"):
+        config = analytic_config(
+            schedule=[Cycle(60, 0.01)] * 2, initial_pivots=3, endpoint_losses=choice
+        )
+        runs[choice] = run_autoneb(FunctionEnergy(valley, 2, mode="loop"), a, b, config)
+    assert torch.equal(runs["once"].pivots, runs["per_step"].pivots)
+
+
+def test_endpoint_losses_once_averages_batches_and_never_evaluates_endpoints_again():
+    energy, start, end = tiny_problem()
+    config = AutoNEBConfig(**{**RESUME_CONFIG.to_dict(), "endpoint_losses": "once"})
+    config.endpoint_batches = 5
+    ends = torch.stack([start, end])
+    # the same 5 batches, drawn one after the other from a generator seeded like the run
+    g = torch.Generator().manual_seed(3)
+    expected = sum(energy.losses(ends, energy.sample_batch(g)) for _ in range(5)) / 5
+    evaluated = []
+    original = energy.losses
+
+    def recording_losses(points, batch=None):
+        evaluated.append(points.shape[0])
+        return original(points, batch)
+
+    energy.losses = recording_losses
+    seen = []
+    result = run_autoneb(
+        energy, start, end, config, seed=3, on_cycle_end=lambda r: seen.append(r.pivot_loss)
+    )
+    assert evaluated == [2] * 5  # only the estimate; the NEB steps never evaluate endpoints
+    assert torch.allclose(
+        energy.mean_batch_losses(ends, 5, torch.Generator().manual_seed(3)), expected
+    )
+    assert result.pivots.shape[1] == energy.dim and len(seen) == 3
+
+
+def test_endpoint_losses_choice_is_validated():
+    with pytest.raises(ConfigError, match="endpoint_losses 'sometimes'"):
+        AutoNEBConfig(endpoint_losses="sometimes")
+    with pytest.raises(ConfigError, match="endpoint_batches"):
+        AutoNEBConfig(endpoint_losses="once", endpoint_batches=0)

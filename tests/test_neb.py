@@ -221,3 +221,25 @@ def test_nan_gradient_with_finite_losses_is_divergence():
     line = torch.tensor([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]])
     with pytest.raises(DivergenceError, match="non-finite gradient"):
         NEBStep(energy, line, [0.5, 0.5], cycle=3).step()
+
+
+def test_given_endpoint_losses_drive_the_outer_tangents():
+    # one interior pivot on the bent chain: with the endpoints' losses given, the tangent is
+    # tau- or tau+ depending on which endpoint is declared higher; the projection follows it
+    energy = FunctionEnergy(lambda p: p[0] + 2 * p[1], dim=2, mode="loop")  # E(pivot) = 1
+    decay = 0.0
+    for ends, kept in (([3.0, 0.0], 1), ([0.0, 3.0], 0)):
+        neb = NEBStep(
+            energy,
+            BENT,
+            [0.5, 0.5],
+            optimizer_kwargs={},
+            lr=0.1,
+            weight_decay=decay,
+            endpoint_losses=torch.tensor(ends),
+        )
+        info = neb.step()
+        assert info.losses.tolist() == [ends[0], 1.0, ends[1]]
+        # gradient (1, 2); tau- = (1, 0) keeps the y-part, tau+ = (0, 1) keeps the x-part
+        moved = torch.tensor([1.0, 0.0]) - 0.1 * torch.tensor([0.0, 2.0] if kept else [1.0, 0.0])
+        assert torch.allclose(neb.pivots[1], moved, atol=1e-6)

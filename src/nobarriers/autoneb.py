@@ -347,6 +347,20 @@ def run_autoneb(
         weights = np.full(config.initial_pivots + 1, 1.0 / (config.initial_pivots + 1))
         history = []
 
+    endpoint_losses = None
+    if config.endpoint_losses == "once":
+        # a generator of its own (same seed), so the NEB batch sequence is that of "per_step"
+        endpoint_losses = energy.mean_batch_losses(
+            torch.stack([start, end]),
+            config.endpoint_batches,
+            torch.Generator().manual_seed(int(seed)),
+        )
+        log.info(
+            "AutoNEB: endpoint losses %.5g and %.5g (mean of %d batches; endpoint_losses=once)",
+            float(endpoint_losses[0]),
+            float(endpoint_losses[1]),
+            config.endpoint_batches,
+        )
     log.info(
         "AutoNEB: %d cycles, %d steps, %d coordinates, energy mode %s",
         n_cycles,
@@ -375,6 +389,7 @@ def run_autoneb(
             weight_decay=config.weight_decay,
             generator=generator,
             common_batch=config.common_batch,
+            endpoint_losses=endpoint_losses,
             cycle=f"{number}/{n_cycles}",
             progress=progress,
         )

@@ -12,6 +12,11 @@ from .errors import ConfigError
 
 MODES = ("auto", "vmap", "loop")
 
+#: how NEB steps get the endpoints' losses, which the tangents of the outermost pivots compare
+#: against: "per_step" evaluates both endpoints on every step's batch (the authors' code);
+#: "once" uses their mean loss over ``endpoint_batches`` batches, measured once per run.
+ENDPOINT_LOSSES = ("per_step", "once")
+
 #: torch.optim optimisers usable for NEB (LBFGS needs a closure, SparseAdam sparse gradients);
 #: tests/test_autoneb.py checks this list against the installed torch.
 OPTIMIZERS = (
@@ -65,6 +70,8 @@ class AutoNEBConfig:
     weight_decay: float = 1e-4  # L2 added to each pivot's gradient before projection
     batch_size: int = 512  # NEB mini-batch (paper: 512 CNNs/ResNet-20/32, 256 deeper)
     common_batch: bool = True  # one batch for all pivots of a step (reference: one per pivot)
+    endpoint_losses: str = "per_step"  # "per_step" (authors' code) | "once" (speed option)
+    endpoint_batches: int = 32  # batches averaged for endpoint_losses="once"
     eval_subset: int | None = 2048  # training samples for the insertion evaluation (None = all)
     mode: str = "auto"  # "auto" | "vmap" | "loop"
     keep_all_pivots: bool = False  # store every cycle's pivots in the path file
@@ -94,12 +101,18 @@ class AutoNEBConfig:
             ("weight_decay", self.weight_decay >= 0),
             ("batch_size", self.batch_size >= 1),
             ("eval_subset", self.eval_subset is None or self.eval_subset >= 2),
+            ("endpoint_batches", self.endpoint_batches >= 1),
         ]
         for key, ok in checks:
             if not ok:
                 raise ConfigError(f"AutoNEB config: invalid {key}={getattr(self, key)!r}")
         if self.mode not in MODES:
             raise ConfigError(f"AutoNEB config: mode {self.mode!r} is not one of {MODES}")
+        if self.endpoint_losses not in ENDPOINT_LOSSES:
+            raise ConfigError(
+                f"AutoNEB config: endpoint_losses {self.endpoint_losses!r} is not one of "
+                f"{ENDPOINT_LOSSES}"
+            )
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(
                 f"AutoNEB config: unknown optimizer {self.optimizer!r}; "

@@ -168,7 +168,11 @@ class Energy:
                     torch.cuda.empty_cache()
 
     def path_losses_and_grads(
-        self, path: Tensor, batch=None, out: Tensor | None = None
+        self,
+        path: Tensor,
+        batch=None,
+        out: Tensor | None = None,
+        endpoint_losses: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """One NEB step's evaluation: losses ``[N+2]`` of all pivots of ``path`` ``[N+2, D]``
         and gradients ``[N, D]`` of the interior ones, all on ``batch``.
@@ -176,20 +180,33 @@ class Energy:
         Batched (``vmap``) energies evaluate the whole path in ONE vectorised call (the two
         wasted endpoint gradients cost less than a second call); the loop evaluates the interior
         with gradients (written into ``out`` when given, a reusable ``[N, D]`` buffer) and the
-        endpoints forward-only. The caller owns the returned gradients (NEB updates them in
-        place)."""
+        endpoints forward-only. Given ``endpoint_losses`` (2 values), the endpoints are not
+        evaluated and these are returned for them. The caller owns the returned gradients (NEB
+        updates them in place)."""
         path = self._check_points(path)
         interior = path[1:-1]
         mode = self.resolved_mode or self._resolve_mode(interior, batch)
-        if mode == "vmap":
+        if mode == "vmap" and endpoint_losses is None:
             losses, grads = self.losses_and_grads(path, batch)
             return losses, grads[1:-1]
-        if out is None:
-            losses, grads = self.losses_and_grads(interior, batch)
-        else:
+        if mode == "loop" and out is not None:
             losses, grads = self._loop_losses_and_grads_into(interior, batch, out), out
-        ends = self.losses(path[:: path.shape[0] - 1], batch)
+        else:
+            losses, grads = self.losses_and_grads(interior, batch)
+        if endpoint_losses is None:
+            ends = self.losses(path[:: path.shape[0] - 1], batch)
+        else:
+            ends = endpoint_losses.to(losses)
         return torch.cat([ends[:1], losses, ends[1:]]), grads
+
+    def mean_batch_losses(self, points: Tensor, n_batches: int, generator: torch.Generator):
+        """Mean losses ``[M]`` of ``points`` over ``n_batches`` batches drawn like NEB batches
+        (:meth:`sample_batch`; exact for energies without data)."""
+        total = None
+        for _ in range(n_batches):
+            part = self.losses(points, self.sample_batch(generator))
+            total = part if total is None else total + part
+        return total / n_batches
 
     def losses(self, points: Tensor, batch=None) -> Tensor:
         """Losses ``[M]`` of ``points`` ``[M, D]`` on ``batch``, without gradients."""

@@ -100,14 +100,12 @@ def _redistribution(seg: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, n
 def _place_on_polyline(
     pivots: Tensor, diff: Tensor, k: np.ndarray, frac: np.ndarray, out: Tensor, work: Tensor
 ) -> None:
-    """``out[i] = pivots[k_i] + frac_i * diff[k_i]`` without temporaries: ``work`` is a
-    ``[2, N, D]`` scratch buffer (``index_select`` into it; advanced indexing and fresh
-    multi-MB tensors cost more than the arithmetic on a CPU)."""
-    k_t = torch.from_numpy(k).to(pivots.device)
-    frac_t = torch.from_numpy(frac).to(device=pivots.device, dtype=pivots.dtype).unsqueeze(1)
-    base = torch.index_select(pivots, 0, k_t, out=work[0])
-    step = torch.index_select(diff, 0, k_t, out=work[1])
-    torch.addcmul(base, step, frac_t, out=out)
+    """``out[i] = pivots[k_i] + frac_i * diff[k_i]``, one fused row operation per pivot into the
+    ``[N, D]`` scratch buffer ``work`` (``out`` may be rows of ``pivots``), then copied: two
+    passes over the path and no temporaries, which on a CPU cost more than the arithmetic."""
+    for i, (row, fraction) in enumerate(zip(k.tolist(), frac.tolist(), strict=True)):
+        torch.add(pivots[row], diff[row], alpha=fraction, out=work[i])
+    out.copy_(work)
 
 
 def _check_weights(n: int, target_weights) -> np.ndarray:
@@ -134,7 +132,7 @@ def redistribute(pivots: Tensor, target_weights) -> Tensor:
     diff = pivots[1:] - pivots[:-1]
     where = _redistribution(_segment_lengths(diff), weights)
     if where is not None:
-        work = pivots.new_empty((2, n - 2, pivots.shape[1]))
+        work = pivots.new_empty((n - 2, pivots.shape[1]))
         _place_on_polyline(pivots, diff, *where, out=out[1:-1], work=work)
     return out
 
@@ -185,13 +183,25 @@ def _tangents(pivots: Tensor, v: np.ndarray) -> Tensor:
 
 
 def _tangent_directions(diff: Tensor, v: np.ndarray, out: Tensor) -> Tensor:
-    """Un-normalised tangents ``w+ tau+ + w- tau-`` [N, D] written into ``out``, from the segments
-    ``diff = pivots[1:] - pivots[:-1]`` ([N+1, D]; ``tau+ = diff[1:]``, ``tau- = diff[:-1]``)."""
+    """Tangent directions ``[N, D]`` written into ``out``, from the segments
+    ``diff = pivots[1:] - pivots[:-1]`` (``[N+1, D]``; ``tau+ = diff[1:]``, ``tau- = diff[:-1]``).
+
+    Row ``i`` is ``w+ tau+ + w- tau-`` divided by ``max(w+, w-)`` (only the direction matters):
+    a copy of one segment where the energy is monotone, plus ``min/max`` times the other
+    segment at extrema, and zero where both weights vanish (three equal energies)."""
     w_plus, w_minus = _tangent_weights(v)
-    wp = torch.from_numpy(w_plus).to(device=diff.device, dtype=diff.dtype).unsqueeze(1)
-    wm = torch.from_numpy(w_minus).to(device=diff.device, dtype=diff.dtype).unsqueeze(1)
-    torch.mul(diff[1:], wp, out=out)
-    return out.addcmul_(diff[:-1], wm)
+    rows = np.arange(len(w_plus))
+    plus_major = w_plus >= w_minus
+    major = np.where(plus_major, rows + 1, rows)
+    w_major = np.maximum(w_plus, w_minus)
+    w_minor = np.minimum(w_plus, w_minus)
+    torch.index_select(diff, 0, torch.from_numpy(major).to(diff.device), out=out)
+    for i in np.flatnonzero(w_minor > 0).tolist():  # extrema: both neighbours contribute
+        minor = i if plus_major[i] else i + 1
+        out[i].add_(diff[minor], alpha=float(w_minor[i] / w_major[i]))
+    for i in np.flatnonzero(w_major == 0).tolist():
+        out[i].zero_()
+    return out
 
 
 def _unit_tangents(tau: Tensor, diff: Tensor) -> Tensor:
@@ -241,6 +251,8 @@ class NEBStep:
         optimizer, optimizer_kwargs, lr: ``torch.optim`` class name, its kwargs, learning rate.
         weight_decay: L2 coefficient added to each pivot's gradient before projection.
         common_batch: one batch for all pivots of a step (else one batch per pivot, as the authors).
+        endpoint_losses: fixed losses of the two endpoints for the tangents (``None``: evaluate
+            them on every step's batch, as the authors' code).
         cycle: label used in log lines and errors.
     """
 
@@ -254,6 +266,7 @@ class NEBStep:
         lr: float = 0.1,
         weight_decay: float = 0.0,
         common_batch: bool = True,
+        endpoint_losses: Tensor | None = None,
         cycle: int | str = "?",
     ):
         if pivots.dim() != 2 or pivots.shape[0] < 3:
@@ -265,15 +278,19 @@ class NEBStep:
         self.start = self._path[0]
         self.end = self._path[-1]
         self.interior = self._path[1:-1]
-        # scratch buffers reused by every step: segments [N+1, D], tangents / gathers [2, N, D],
-        # gradients [N, D] (fresh multi-MB temporaries per step cost more than the arithmetic)
+        # scratch buffers reused by every step: segments [N+1, D], redistributed pivots and
+        # tangents [N, D], gradients [N, D] (fresh multi-MB temporaries per step cost more than
+        # the arithmetic on a CPU)
         n, dim = self.interior.shape
         self._diff = self._path.new_empty((n + 1, dim))
-        self._work = self._path.new_empty((2, n, dim))
+        self._work = self._path.new_empty((n, dim))
         self._grads = self._path.new_empty((n, dim))
         self.target_weights = _check_weights(pivots.shape[0], target_weights)
         self.weight_decay = float(weight_decay)
         self.common_batch = common_batch
+        if endpoint_losses is not None and tuple(endpoint_losses.shape) != (2,):
+            raise ConfigError(f"endpoint_losses must hold 2 values, got {endpoint_losses.shape}")
+        self.endpoint_losses = endpoint_losses
         self.cycle = cycle
         self.step_count = 0
         self.optimizer = make_optimizer(optimizer, [self.interior], lr, optimizer_kwargs)
@@ -287,12 +304,18 @@ class NEBStep:
         energy = self.energy
         if self.common_batch:
             batch = energy.sample_batch(generator)
-            return energy.path_losses_and_grads(path, batch, out=self._grads)
+            return energy.path_losses_and_grads(
+                path, batch, out=self._grads, endpoint_losses=self.endpoint_losses
+            )
         # one batch per pivot (the authors' behaviour)
-        parts = [energy.losses_and_grads(p[None], energy.sample_batch(generator)) for p in path]
+        ends = self.endpoint_losses
+        pivots = path if ends is None else path[1:-1]
+        parts = [energy.losses_and_grads(p[None], energy.sample_batch(generator)) for p in pivots]
         losses = torch.cat([lo for lo, _ in parts])
-        grads = torch.cat([g for _, g in parts[1:-1]])
-        return losses, grads
+        if ends is None:
+            return losses, torch.cat([g for _, g in parts[1:-1]])
+        ends = ends.to(losses)
+        return torch.cat([ends[:1], losses, ends[1:]]), torch.cat([g for _, g in parts])
 
     def step(self, generator: torch.Generator | None = None) -> StepInfo:
         """Redistribute, evaluate, project and update once; raises :class:`DivergenceError`.
@@ -319,11 +342,13 @@ class NEBStep:
             if self.weight_decay:
                 force.add_(self.interior, alpha=self.weight_decay)
             torch.sub(path[1:], path[:-1], out=diff)
-            tau = _tangent_directions(diff, v, out=work[0])
+            tau = _tangent_directions(diff, v, out=work)
             # remove the component along the tangent: f -= (f.tau / tau.tau) tau, with the dot
-            # products on the host (a non-finite force entry makes its f.tau non-finite)
-            dots = torch.stack([torch.linalg.vecdot(force, tau), torch.linalg.vecdot(tau, tau)])
-            f_tau, tau_tau = dots.double().cpu().numpy()
+            # products on the host (a non-finite force entry makes its f.tau non-finite); one
+            # BLAS dot per row reads each row once (linalg.vecdot materialises the product)
+            f_tau = torch.stack([torch.dot(f, t) for f, t in zip(force, tau, strict=True)])
+            tau_tau = torch.linalg.vector_norm(tau, dim=1).square()
+            f_tau, tau_tau = torch.stack([f_tau, tau_tau]).double().cpu().numpy()
             if not (np.isfinite(f_tau).all() and np.isfinite(tau_tau).all()):
                 raise DivergenceError(
                     f"NEB diverged in cycle {self.cycle}, step {self.step_count}: "
@@ -333,7 +358,7 @@ class NEBStep:
                 coef = f_tau / tau_tau
             else:  # a vanishing tangent: bisector or none (rare; see tangents())
                 tau = _unit_tangents(tau, diff)
-                coef = torch.linalg.vecdot(force, tau).double().cpu().numpy()
+                coef = (force * tau).sum(dim=1).double().cpu().numpy()
             coef_t = torch.from_numpy(coef).to(device=path.device, dtype=path.dtype)
             force.addcmul_(tau, coef_t.unsqueeze(1), value=-1.0)
             self.interior.grad = force
@@ -353,6 +378,7 @@ def run_neb(
     weight_decay: float = 0.0,
     generator: torch.Generator | None = None,
     common_batch: bool = True,
+    endpoint_losses: Tensor | None = None,
     cycle: int | str = "?",
     progress: Progress | None = None,
 ) -> tuple[Tensor, StepInfo | None]:
@@ -369,6 +395,7 @@ def run_neb(
         lr=lr,
         weight_decay=weight_decay,
         common_batch=common_batch,
+        endpoint_losses=endpoint_losses,
         cycle=cycle,
     )
     info = None
