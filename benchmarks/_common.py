@@ -11,6 +11,14 @@ from collections.abc import Callable
 import torch
 
 
+def job_runtime(threads: int, device: str = "cpu") -> None:
+    """The runtime settings of a workflow job (threads, glibc keeping freed memory on a CPU),
+    so that the benchmarks time what the jobs run."""
+    from nobarriers.runtime import configure_runtime
+
+    configure_runtime(threads, device)
+
+
 def machine() -> str:
     """One line naming the machine the numbers come from."""
     cpu = platform.processor() or platform.machine()

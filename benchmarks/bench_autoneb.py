@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import interleaved, machine, table  # noqa: E402
+from _common import interleaved, job_runtime, machine, table  # noqa: E402
 
 from nobarriers.autoneb import AutoNEBConfig, Cycle, initial_path, run_autoneb  # noqa: E402
 from nobarriers.data import load_dataset  # noqa: E402
@@ -131,7 +131,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--mode", default="auto", choices=["auto", "vmap", "loop"])
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    job_runtime(args.threads, "cpu")
     print(f"# AutoNEB benchmark ({args.arch}, digits)\nmachine: {machine()}\n")
     data = load_dataset("digits", None)
     with tempfile.TemporaryDirectory() as tmp:

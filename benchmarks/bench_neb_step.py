@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import interleaved, machine, table  # noqa: E402
+from _common import interleaved, job_runtime, machine, table  # noqa: E402
 
 from nobarriers.autoneb import initial_path  # noqa: E402
 from nobarriers.energy import ModelEnergy  # noqa: E402
@@ -142,7 +142,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    job_runtime(args.threads, args.device)
     print(f"# NEB step benchmark\nmachine: {machine()}\n")
     rows = []
     for net in args.nets:

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import interleaved, machine, table  # noqa: E402
+from _common import interleaved, job_runtime, machine, table  # noqa: E402
 
 from nobarriers.data import augment_batch, load_dataset  # noqa: E402
 from nobarriers.models import build_model  # noqa: E402
@@ -146,7 +146,7 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    job_runtime(args.threads, "cpu")
     print(f"# training throughput\nmachine: {machine()}\n")
     rows = []
     for name, arch, x, y, u8, tf, aug_kind, bs, _ in setups(args):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import random
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -28,6 +30,8 @@ def configure_runtime(threads: int | None = None, device: str = "auto") -> torch
         torch.set_num_threads(int(threads))
         with contextlib.suppress(RuntimeError):  # only settable before the first parallel op
             torch.set_num_interop_threads(max(1, min(int(threads), 2)))
+    if device in ("auto", "cpu") and not (device == "auto" and torch.cuda.is_available()):
+        keep_freed_memory()
     if device == "auto":
         if torch.cuda.is_available():
             chosen = torch.device("cuda")
@@ -46,6 +50,32 @@ def configure_runtime(threads: int | None = None, device: str = "auto") -> torch
             )
         return chosen
     return torch.device(device)
+
+
+# glibc's mallopt() parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 << 30) -> bool:
+    """Let glibc keep freed memory for reuse instead of handing it back to the OS (Linux only).
+
+    CPU tensors above glibc's mmap threshold (128 KiB to start with) get fresh pages for every
+    allocation, and a trimmed heap returns freed pages; each new page then costs a page fault.
+    A NEB step allocates the same multi-MB activations every time, so with these settings the
+    next step reuses the memory of the previous one: 850 -> 27 page faults and 11.8 -> 9.0 ms per
+    step for the batched 64-100-10 MLP at N = 16 (``benchmarks/``). Tensors up to
+    ``mmap_threshold`` bytes (glibc's maximum is 32 MiB) come from the heap; the heap is trimmed
+    only when ``trim_threshold`` bytes at its top are free. Peak memory stays what the job uses
+    at its peak. Returns whether the settings were applied."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        applied = libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) == 1
+        return applied and libc.mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)) == 1
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
 
 
 def rng_state() -> dict:
