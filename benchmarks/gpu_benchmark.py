@@ -2,7 +2,8 @@
 
 1. NEB step (full :class:`nobarriers.neb.NEBStep` step) loop vs vmap at N = 8, 16, 32 interior
    pivots, batch 512 (the paper's), each with channels_last and bf16 autocast off/on, against the
-   floor N x one plain training step (fp32); ``auto``'s pick is reported for the fp32 setting.
+   floor N x one plain training step (fp32); ``auto``'s pick is reported for the fp32 setting; the
+   fp32 loop also with ``endpoint_losses="once"`` (no endpoint forward passes).
 2. Training throughput (images/s) with tensor-resident data and batched on-device augmentation,
    batch 128 (the paper's recipe), fp32 / channels_last / bf16 / both.
 
@@ -63,30 +64,42 @@ def neb_rows(args, device, deadline):
         t0 = time.perf_counter()
         NEBStep(auto, path, weights, lr=0.01).step(torch.Generator().manual_seed(0))
         calib = time.perf_counter() - t0
-        for cl, bf in OPTIONS:
-            for mode in ("loop", "vmap"):
-                if time.perf_counter() > deadline:
-                    print("time budget reached; skipping the rest", file=sys.stderr)
-                    return rows
-                row = {"N": n, "options": label(cl, bf), "mode": mode}
-                try:
-                    e = ModelEnergy(
-                        model, x, y, args.batch, mode=mode, channels_last=cl, autocast_bf16=bf
-                    )
-                    neb = NEBStep(e, path, weights, lr=0.01, optimizer_kwargs={"momentum": 0.9})
-                    g = torch.Generator().manual_seed(0)
-                    t = interleaved(
-                        {"s": lambda neb=neb, g=g: neb.step(g)}, args.repeats, 2, device
-                    )["s"]
-                    row |= {"step ms": 1e3 * t, "step/floor": t / t_floor}
-                except (RuntimeError, torch.OutOfMemoryError) as exc:
-                    row |= {"step ms": "n/a", "step/floor": str(exc).splitlines()[0][:40]}
-                    torch.cuda.empty_cache()
-                row |= {"floor ms (fp32)": 1e3 * t_floor}
-                if (cl, bf) == (False, False) and mode == "loop":
-                    row |= {"auto picks": auto.resolved_mode, "calib s": calib}
-                rows.append(row)
-                print(table(rows[-1:]), flush=True)
+        runs = [(cl, bf, mode, False) for cl, bf in OPTIONS for mode in ("loop", "vmap")]
+        runs.insert(1, (False, False, "loop", True))  # endpoint_losses="once"
+        for cl, bf, mode, once in runs:
+            if time.perf_counter() > deadline:
+                print("time budget reached; skipping the rest", file=sys.stderr)
+                return rows
+            row = {"N": n, "options": label(cl, bf) + (", endpoints once" if once else "")}
+            row["mode"] = mode
+            try:
+                e = ModelEnergy(
+                    model, x, y, args.batch, mode=mode, channels_last=cl, autocast_bf16=bf
+                )
+                ends = None
+                if once:
+                    ends = e.mean_batch_losses(path[[0, -1]], 4, torch.Generator())
+                neb = NEBStep(
+                    e,
+                    path,
+                    weights,
+                    lr=0.01,
+                    optimizer_kwargs={"momentum": 0.9},
+                    endpoint_losses=ends,
+                )
+                g = torch.Generator().manual_seed(0)
+                t = interleaved({"s": lambda neb=neb, g=g: neb.step(g)}, args.repeats, 2, device)[
+                    "s"
+                ]
+                row |= {"step ms": 1e3 * t, "step/floor": t / t_floor}
+            except (RuntimeError, torch.OutOfMemoryError) as exc:
+                row |= {"step ms": "n/a", "step/floor": str(exc).splitlines()[0][:40]}
+                torch.cuda.empty_cache()
+            row |= {"floor ms (fp32)": 1e3 * t_floor}
+            if (cl, bf, mode, once) == (False, False, "loop", False):
+                row |= {"auto picks": auto.resolved_mode, "calib s": calib}
+            rows.append(row)
+            print(table(rows[-1:]), flush=True)
     return rows
 
 

@@ -185,7 +185,10 @@ class Energy:
         updates them in place)."""
         path = self._check_points(path)
         interior = path[1:-1]
-        mode = self.resolved_mode or self._resolve_mode(interior, batch)
+        ends = path[:: path.shape[0] - 1]
+        mode = self.resolved_mode or self._resolve_mode(
+            interior, batch, endpoints=ends if endpoint_losses is None else None
+        )
         if mode == "vmap" and endpoint_losses is None:
             losses, grads = self.losses_and_grads(path, batch)
             return losses, grads[1:-1]
@@ -194,7 +197,7 @@ class Energy:
         else:
             losses, grads = self.losses_and_grads(interior, batch)
         if endpoint_losses is None:
-            ends = self.losses(path[:: path.shape[0] - 1], batch)
+            ends = self.losses(ends, batch)
         else:
             ends = endpoint_losses.to(losses)
         return torch.cat([ends[:1], losses, ends[1:]]), grads
@@ -240,15 +243,34 @@ class Energy:
             return tuple(torch.cat(p) for p in zip(*parts, strict=True))
         return torch.cat(parts)
 
-    def _resolve_mode(self, points: Tensor, batch, repeats: int = 3) -> str:
+    def _resolve_mode(
+        self, points: Tensor, batch, repeats: int = 3, endpoints: Tensor | None = None
+    ) -> str:
         """Time vmap and loop on the real batch (a warm-up each, then ``repeats`` interleaved
         rounds; the fastest round of each counts, which load on a shared machine distorts
-        least) and keep the faster mode."""
-        kernels = {"vmap": self._vmap_losses_and_grads, "loop": self._loop_losses_and_grads}
+        least) and keep the faster mode. With ``endpoints`` ([2, D]) the work of one NEB step is
+        timed: vmap over the whole path, the loop with the endpoints forward-only."""
+        if endpoints is None:
+            kernels = {
+                "vmap": lambda: self._chunked(self._vmap_losses_and_grads, points, batch),
+                "loop": lambda: self._chunked(self._loop_losses_and_grads, points, batch),
+            }
+        else:
+            path = torch.cat([endpoints[:1], points, endpoints[1:]])
+
+            def loop_step():
+                self._loop_losses_and_grads(points, batch)
+                with torch.no_grad():
+                    self._loop_losses(endpoints, batch)
+
+            kernels = {
+                "vmap": lambda: self._chunked(self._vmap_losses_and_grads, path, batch),
+                "loop": loop_step,
+            }
         timings: dict[str, float] = {}
-        for mode, fn in list(kernels.items()):
+        for mode, kernel in kernels.items():
             try:
-                self._chunked(fn, points, batch)  # warm-up (allocations, kernel selection)
+                kernel()  # warm-up (allocations, kernel selection)
                 timings[mode] = float("inf")
             except (RuntimeError, NotImplementedError) as exc:  # unsupported op or out of memory
                 log.info("energy mode %s unavailable here: %s", mode, str(exc).splitlines()[0])
@@ -260,7 +282,7 @@ class Energy:
             for mode in timings:
                 _sync(self.device)
                 t0 = time.perf_counter()
-                self._chunked(kernels[mode], points, batch)
+                kernels[mode]()
                 _sync(self.device)
                 timings[mode] = min(timings[mode], time.perf_counter() - t0)
         chosen = min(timings, key=timings.get)
