@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from nobarriers import neb as neb_module
 from nobarriers.energy import FunctionEnergy
 from nobarriers.errors import ConfigError, DivergenceError
 from nobarriers.neb import (
@@ -193,8 +194,10 @@ def test_common_batch_switch_draws_one_or_one_per_pivot_batches():
         assert len(draws) == expected and info.losses.shape == (5,)
 
 
-def test_step_equals_the_composition_of_the_public_geometry():
-    # the fused, buffer-reusing step against redistribute -> losses -> tangents -> project -> SGD
+@pytest.mark.parametrize("row_wise", [False, True])
+def test_step_equals_the_composition_of_the_public_geometry(row_wise, monkeypatch):
+    # the fused, buffer-reusing step against redistribute -> losses -> tangents -> project -> SGD;
+    # large paths take the row-wise code path, small ones the vectorised one: both are checked
     def bumpy(p):
         return (p**2).sum() + torch.sin(3 * p).sum() + p[0] * p[1]
 
@@ -208,6 +211,7 @@ def test_step_equals_the_composition_of_the_public_geometry():
     force = project(grads[1:-1] + decay * moved[1:-1], tangents(moved, losses))
     expected = moved[1:-1] - lr * force
 
+    monkeypatch.setattr(neb_module, "ROW_WISE_ABOVE", 0 if row_wise else 1 << 40)
     neb = NEBStep(energy, pivots, weights, optimizer_kwargs={}, lr=lr, weight_decay=decay)
     info = neb.step()
     assert torch.allclose(info.losses, losses, atol=1e-12)

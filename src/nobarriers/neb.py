@@ -97,15 +97,36 @@ def _redistribution(seg: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, n
     return k, np.clip(frac, 0.0, 1.0)
 
 
+#: paths with more elements ([N, D]) than this are updated row by row with fused operations
+#: (no multi-MB temporaries); smaller ones with a few vectorised operations, whose temporaries
+#: are cheap and which save a Python-level call per pivot
+ROW_WISE_ABOVE = 1 << 18
+
+
 def _place_on_polyline(
     pivots: Tensor, diff: Tensor, k: np.ndarray, frac: np.ndarray, out: Tensor, work: Tensor
 ) -> None:
-    """``out[i] = pivots[k_i] + frac_i * diff[k_i]``, one fused row operation per pivot into the
-    ``[N, D]`` scratch buffer ``work`` (``out`` may be rows of ``pivots``), then copied: two
-    passes over the path and no temporaries, which on a CPU cost more than the arithmetic."""
-    for i, (row, fraction) in enumerate(zip(k.tolist(), frac.tolist(), strict=True)):
-        torch.add(pivots[row], diff[row], alpha=fraction, out=work[i])
+    """``out[i] = pivots[k_i] + frac_i * diff[k_i]`` through the ``[N, D]`` scratch buffer
+    ``work`` (``out`` may be rows of ``pivots``): for large paths one fused row operation per
+    pivot, two passes over the path and no temporaries, which on a CPU cost more than the
+    arithmetic."""
+    if out.numel() > ROW_WISE_ABOVE:
+        for i, (row, fraction) in enumerate(zip(k.tolist(), frac.tolist(), strict=True)):
+            torch.add(pivots[row], diff[row], alpha=fraction, out=work[i])
+    else:
+        rows = torch.from_numpy(k).to(pivots.device)
+        fractions = torch.from_numpy(frac).to(device=pivots.device, dtype=pivots.dtype)
+        torch.index_select(pivots, 0, rows, out=work)
+        work.addcmul_(diff.index_select(0, rows), fractions.unsqueeze(1))
     out.copy_(work)
+
+
+def _row_dots(a: Tensor, b: Tensor) -> Tensor:
+    """Dot products of the rows of ``a`` and ``b`` ([N, D] -> [N]); for large paths one BLAS
+    ``dot`` per row, which reads each row once (``linalg.vecdot`` materialises the product)."""
+    if a.numel() > ROW_WISE_ABOVE:
+        return torch.stack([torch.dot(x, y) for x, y in zip(a, b, strict=True)])
+    return (a * b).sum(dim=1)
 
 
 def _check_weights(n: int, target_weights) -> np.ndarray:
@@ -344,9 +365,8 @@ class NEBStep:
             torch.sub(path[1:], path[:-1], out=diff)
             tau = _tangent_directions(diff, v, out=work)
             # remove the component along the tangent: f -= (f.tau / tau.tau) tau, with the dot
-            # products on the host (a non-finite force entry makes its f.tau non-finite); one
-            # BLAS dot per row reads each row once (linalg.vecdot materialises the product)
-            f_tau = torch.stack([torch.dot(f, t) for f, t in zip(force, tau, strict=True)])
+            # products on the host (a non-finite force entry makes its f.tau non-finite)
+            f_tau = _row_dots(force, tau)
             tau_tau = torch.linalg.vector_norm(tau, dim=1).square()
             f_tau, tau_tau = torch.stack([f_tau, tau_tau]).double().cpu().numpy()
             if not (np.isfinite(f_tau).all() and np.isfinite(tau_tau).all()):
@@ -358,7 +378,7 @@ class NEBStep:
                 coef = f_tau / tau_tau
             else:  # a vanishing tangent: bisector or none (rare; see tangents())
                 tau = _unit_tangents(tau, diff)
-                coef = (force * tau).sum(dim=1).double().cpu().numpy()
+                coef = _row_dots(force, tau).double().cpu().numpy()
             coef_t = torch.from_numpy(coef).to(device=path.device, dtype=path.dtype)
             force.addcmul_(tau, coef_t.unsqueeze(1), value=-1.0)
             self.interior.grad = force
