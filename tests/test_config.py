@@ -41,6 +41,7 @@ def test_defaults_are_filled_in():
         (lambda c: c["rows"][0].update(dataset="mnist"), "rows[0].dataset"),
         (lambda c: c.update(autoneb={"schedule": []}), "autoneb.schedule"),
         (lambda c: c.update(autoneb={"insert_treshold": 0.2}), "insert_treshold"),
+        (lambda c: c.update(autoneb={"endpoint_losses": "sometimes"}), "autoneb.endpoint_losses"),
         (lambda c: c["rows"][0].update(recipe="nope"), "rows[0].recipe"),
     ],
 )
@@ -78,6 +79,7 @@ def test_paper_config_has_all_28_rows_with_paper_values():
     assert [c["lr"] for c in schedule] == [0.1] * 6 + [0.01] * 4 + [0.001] * 4
     assert row["autoneb"]["insert_threshold"] == 0.2
     assert row["autoneb"]["batch_size"] == 512
+    assert row["autoneb"]["endpoint_losses"] == "per_step"  # as the authors' code
     assert resolve_row(config, "cifar100", "resnet-56")["autoneb"]["batch_size"] == 256
     assert row["recipe"]["epochs"] == 136 and row["recipe"]["batch_size"] == 128
     dense = resolve_row(config, "cifar10", "densenet-40-12")["recipe"]
