@@ -30,13 +30,13 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -ra -m "not slow and not slurm"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests workflow benchmarks scripts
-	$(VENV)/bin/ruff format --check src tests workflow benchmarks scripts
+	$(VENV)/bin/ruff check src tests workflow benchmarks tools
+	$(VENV)/bin/ruff format --check src tests workflow benchmarks tools
 	$(VENV)/bin/snakefmt --check Snakefile rules
 	$(VENV)/bin/snakemake --lint --cores 1
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format src tests workflow benchmarks scripts
+	$(VENV)/bin/ruff format src tests workflow benchmarks tools
 	$(VENV)/bin/snakefmt Snakefile rules
 
 bench: $(STAMP)
@@ -44,7 +44,7 @@ bench: $(STAMP)
 
 ## make slurm-profile: install profiles/slurm as your `slurm` profile (snakemake --profile slurm).
 slurm-profile:
-	bash scripts/install-slurm-profile.sh
+	bash tools/install-slurm-profile.sh
 
 clean-results:
 	rm -rf results/* .snakemake

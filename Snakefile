@@ -12,8 +12,8 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/minima.smk"
 include: "rules/overlap.smk"
-include: "rules/autoneb.smk"
-include: "rules/evaluate.smk"
+include: "rules/paths.smk"
+include: "rules/evaluation.smk"
 include: "rules/report.smk"
 
 

@@ -29,11 +29,15 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import interleaved, job_runtime, machine, table  # noqa: E402
 
-from nobarriers.autoneb import AutoNEBConfig, Cycle, initial_path, run_autoneb  # noqa: E402
+from nobarriers.autoneb import run_autoneb  # noqa: E402
+from nobarriers.autoneb_config import AutoNEBConfig, Cycle, NEBSettings  # noqa: E402
 from nobarriers.data import load_dataset  # noqa: E402
-from nobarriers.energy import ModelEnergy  # noqa: E402
+from nobarriers.formats.minimum import load_minimum  # noqa: E402
+from nobarriers.model_energy import ModelEnergy  # noqa: E402
 from nobarriers.neb import NEBStep  # noqa: E402
-from nobarriers.train import load_minimum, recipe_for, train_minimum  # noqa: E402
+from nobarriers.path_geometry import initial_path  # noqa: E402
+from nobarriers.recipes import recipe_for  # noqa: E402
+from nobarriers.train import train_minimum  # noqa: E402
 
 DEMO_SCHEDULE = [Cycle(150, 0.1)] * 2 + [Cycle(150, 0.01)] * 2 + [Cycle(150, 0.001)]
 
@@ -100,8 +104,7 @@ def step_vs_floor(energy, model, a, b, n_pivots, rounds, steps_per_round):
         initial_path(a, b, n_pivots),
         np.full(n_pivots + 1, 1 / (n_pivots + 1)),
         lr=0.01,
-        optimizer_kwargs={"momentum": 0.9},
-        weight_decay=1e-4,
+        settings=NEBSettings(optimizer_kwargs={"momentum": 0.9}, weight_decay=1e-4),
     )
     gen = torch.Generator().manual_seed(0)
     xb, yb = energy.sample_batch(torch.Generator().manual_seed(1))
@@ -144,7 +147,7 @@ def main(argv=None):
 
     e = energy()
     a, b = e.point_of(m_a), e.point_of(m_b)
-    demo = AutoNEBConfig(schedule=DEMO_SCHEDULE, batch_size=args.batch, eval_subset=None)
+    demo = AutoNEBConfig(schedule=DEMO_SCHEDULE, eval_subset=None)
     res, wall, rows_demo = run(e, a, b, demo, "demo schedule")
     print(f"\n## time to solution (fixed schedule {demo.total_steps} steps, batch {args.batch})")
     print(
@@ -156,7 +159,6 @@ def main(argv=None):
     paper = AutoNEBConfig(
         schedule=[Cycle(1000, 0.1)] * args.paper_cycles,
         initial_pivots=args.pivots,
-        batch_size=args.batch,
         eval_subset=2048,
     )
     e2 = energy()

@@ -29,10 +29,11 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import interleaved, job_runtime, machine, table  # noqa: E402
 
-from nobarriers.autoneb import initial_path  # noqa: E402
-from nobarriers.energy import ModelEnergy  # noqa: E402
+from nobarriers.autoneb_config import NEBSettings  # noqa: E402
+from nobarriers.model_energy import ModelEnergy  # noqa: E402
 from nobarriers.models import build_model  # noqa: E402
 from nobarriers.neb import NEBStep  # noqa: E402
+from nobarriers.path_geometry import initial_path  # noqa: E402
 
 NETS = {  # name: (arch, input shape, samples, default batch)
     "mlp-32": ("mlp-32", (1, 8, 8), 1437, 256),
@@ -67,8 +68,7 @@ def neb_for(energy, model, n_pivots, endpoints_once=False):
         path,
         np.full(n_pivots + 1, 1.0 / (n_pivots + 1)),
         lr=0.01,
-        optimizer_kwargs={"momentum": 0.9},
-        weight_decay=1e-4,
+        settings=NEBSettings(optimizer_kwargs={"momentum": 0.9}, weight_decay=1e-4),
         endpoint_losses=ends,
     )
 

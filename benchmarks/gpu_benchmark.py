@@ -27,11 +27,12 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import interleaved, machine, table  # noqa: E402
 
-from nobarriers.autoneb import initial_path  # noqa: E402
+from nobarriers.autoneb_config import NEBSettings  # noqa: E402
 from nobarriers.data import augment_batch  # noqa: E402
-from nobarriers.energy import ModelEnergy  # noqa: E402
+from nobarriers.model_energy import ModelEnergy  # noqa: E402
 from nobarriers.models import build_model  # noqa: E402
 from nobarriers.neb import NEBStep  # noqa: E402
+from nobarriers.path_geometry import initial_path  # noqa: E402
 
 OPTIONS = [(False, False), (True, False), (False, True), (True, True)]  # channels_last, bf16
 
@@ -84,7 +85,7 @@ def neb_rows(args, device, deadline):
                     path,
                     weights,
                     lr=0.01,
-                    optimizer_kwargs={"momentum": 0.9},
+                    settings=NEBSettings(weight_decay=0.0),
                     endpoint_losses=ends,
                 )
                 g = torch.Generator().manual_seed(0)

@@ -1,17 +1,10 @@
-import functools
-import json
 import os
 
-from nobarriers.config import (
-    resolve_row,
-    selected_rows,
-    stage_hash,
-    stage_settings,
-    validate_config,
-)
+from nobarriers.config import WorkflowConfig, stage_hash, stage_settings
+from nobarriers.formats.records import LandscapeRecord, RoundRecord
 
 # Validate before any job is planned; fills the schema's defaults into `config` in place.
-validate_config(config, source="workflow configuration")
+SETTINGS = WorkflowConfig(config, source="workflow configuration")
 
 # Rules running in the conda environments of envs/ install this checkout in their post-deploy
 # script (`--sdm conda` clears PYTHONPATH); it finds the checkout through this variable.
@@ -22,9 +15,9 @@ envvars:
     "NOBARRIERS_SOURCE",
 
 
-R = config["results_dir"]
-ENV = "../envs/nobarriers.yaml"
-ROWS = selected_rows(config)
+RESULTS = config["results_dir"]
+CONDA_ENV = "../envs/nobarriers.yaml"
+ROWS = SETTINGS.selected_rows()
 
 
 wildcard_constraints:
@@ -36,27 +29,13 @@ wildcard_constraints:
     round=r"\d+",
 
 
-@functools.cache
-def resolved_row(dataset, arch):
-    return resolve_row(config, dataset, arch)
-
-
-@functools.cache
-def resolved_hash(dataset, arch, stage):
-    return stage_hash(resolved_row(dataset, arch), stage)
-
-
 def row_settings(stage):
-    """Rule parameter: the row's settings that a stage depends on (see STAGE_KEYS), so that
-    e.g. raising the AutoNEB budget never reruns training."""
+    """Rule parameter: the row's settings that a stage's results depend on (STAGE_KEYS), so
+    that a changed setting reruns exactly the jobs it affects and e.g. raising the AutoNEB
+    budget never reruns training. Jobs compute their config hashes from it."""
     return lambda wildcards: stage_settings(
-        resolved_row(wildcards.dataset, wildcards.arch), stage
+        SETTINGS.row(wildcards.dataset, wildcards.arch), stage
     )
-
-
-def row_hash(stage):
-    """Rule parameter: the config hash of a stage, so a changed setting reruns its jobs."""
-    return lambda wildcards: resolved_hash(wildcards.dataset, wildcards.arch, stage)
 
 
 def gpus(wildcards):
@@ -69,13 +48,13 @@ def runtime_minutes(base):
 
 
 def row_dir(dataset, arch):
-    return f"{R}/{dataset}/{arch}"
+    return f"{RESULTS}/{dataset}/{arch}"
 
 
 def minima_files(wildcards):
     return [
         f"{row_dir(wildcards.dataset, wildcards.arch)}/minima/{seed}.safetensors"
-        for seed in resolved_row(wildcards.dataset, wildcards.arch)["seeds"]
+        for seed in SETTINGS.row(wildcards.dataset, wildcards.arch)["seeds"]
     ]
 
 
@@ -97,8 +76,7 @@ def pairs_of_round(wildcards, round_index):
     selection = checkpoints.select_pairs.get(
         dataset=wildcards.dataset, arch=wildcards.arch, round=round_index
     ).output[0]
-    with open(selection) as f:
-        return [tuple(pair) for pair in json.load(f)["pairs"]]
+    return RoundRecord.read(selection).pairs
 
 
 def paths_before_round(wildcards):
@@ -129,8 +107,7 @@ def mst_edges(wildcards):
     landscape = checkpoints.landscape.get(
         dataset=wildcards.dataset, arch=wildcards.arch
     ).output.json
-    with open(landscape) as f:
-        return [tuple(sorted(edge[:2])) for edge in json.load(f)["mst"]]
+    return LandscapeRecord.read(landscape).mst_pairs
 
 
 def mst_path_files(wildcards):
@@ -147,7 +124,7 @@ def evaluated_mst_paths(wildcards):
 def expected_table_hashes(wildcards):
     """Config hash (evaluation stage) of every selected row: the table refuses other results."""
     return {
-        f"{dataset}/{arch}": resolved_hash(dataset, arch, "evaluation")
+        f"{dataset}/{arch}": stage_hash(SETTINGS.row(dataset, arch), "evaluation")
         for dataset, arch in ROWS
     }
 
@@ -164,16 +141,16 @@ ROW_FIGURES = [
 def row_outputs(dataset, arch):
     d = row_dir(dataset, arch)
     return [f"{d}/table_row.json", f"{d}/overlap/overlap.png"] + [
-        f"{R}/figures/{dataset}/{arch}/{name}.{ext}"
+        f"{RESULTS}/figures/{dataset}/{arch}/{name}.{ext}"
         for name in ROW_FIGURES + ["fig1_slice"]
         for ext in ("png", "pdf")
     ]
 
 
 def final_outputs():
-    outputs = [f"{R}/table_b1.{ext}" for ext in ("csv", "md", "tex")]
-    outputs += [f"{R}/pairs.csv"]
-    outputs += [f"{R}/figures/fig5_min_vs_saddle.{ext}" for ext in ("png", "pdf")]
+    outputs = [f"{RESULTS}/table_b1.{ext}" for ext in ("csv", "md", "tex")]
+    outputs += [f"{RESULTS}/pairs.csv"]
+    outputs += [f"{RESULTS}/figures/fig5_min_vs_saddle.{ext}" for ext in ("png", "pdf")]
     for dataset, arch in ROWS:
         outputs += row_outputs(dataset, arch)
     return outputs

@@ -5,16 +5,14 @@ localrules:
 
 rule prepare_dataset:
     output:
-        f"{R}/data/{{dataset}}.json",
+        f"{RESULTS}/data/{{dataset}}.json",
     log:
-        f"{R}/logs/data/{{dataset}}.log",
+        f"{RESULTS}/logs/data/{{dataset}}.log",
     conda:
-        ENV
+        CONDA_ENV
     threads: 1
     resources:
         runtime=60,
         mem_mb=4000,
-    params:
-        data_dir=config["data_dir"],
     script:
         "../workflow/scripts/prepare_dataset.py"

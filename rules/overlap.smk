@@ -4,30 +4,29 @@ localrules:
 
 rule overlap:
     input:
-        dataset=f"{R}/data/{{dataset}}.json",
+        dataset=f"{RESULTS}/data/{{dataset}}.json",
         minima=minima_files,
     output:
-        pairs=f"{R}/{{dataset}}/{{arch}}/overlap/overlap.csv",
-        matrix=f"{R}/{{dataset}}/{{arch}}/overlap/overlap_matrix.csv",
+        pairs=f"{RESULTS}/{{dataset}}/{{arch}}/overlap/overlap.csv",
+        matrix=f"{RESULTS}/{{dataset}}/{{arch}}/overlap/overlap_matrix.csv",
         png=report(
-            f"{R}/{{dataset}}/{{arch}}/overlap/overlap.png",
+            f"{RESULTS}/{{dataset}}/{{arch}}/overlap/overlap.png",
             caption="../report/overlap.rst",
             category="Misclassification overlap",
             labels={"dataset": "{dataset}", "architecture": "{arch}"},
         ),
-        pdf=f"{R}/{{dataset}}/{{arch}}/overlap/overlap.pdf",
+        pdf=f"{RESULTS}/{{dataset}}/{{arch}}/overlap/overlap.pdf",
     log:
-        f"{R}/logs/{{dataset}}/{{arch}}/overlap.log",
+        f"{RESULTS}/logs/{{dataset}}/{{arch}}/overlap.log",
     conda:
-        ENV
+        CONDA_ENV
     threads: 1
     resources:
         runtime=10,
         mem_mb=2000,
     params:
+        row=row_settings("minima"),
         threshold=config["overlap"]["threshold"],
         metric=config["overlap"]["metric"],
-        data_dir=config["data_dir"],
-        config_hash=row_hash("minima"),
     script:
         "../workflow/scripts/overlap.py"

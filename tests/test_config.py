@@ -1,19 +1,11 @@
 """Workflow configuration: schema validation with defaults, names, hashes, row selection."""
 
-import copy
 from pathlib import Path
 
 import pytest
 import yaml
 
-from nobarriers.config import (
-    expand_schedule,
-    load_config,
-    resolve_row,
-    selected_rows,
-    stage_hash,
-    validate_config,
-)
+from nobarriers.config import WorkflowConfig, stage_hash
 from nobarriers.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +16,7 @@ def minimal():
 
 
 def test_defaults_are_filled_in():
-    config = validate_config(minimal())
+    config = WorkflowConfig(minimal()).values
     assert config["minima_per_arch"] == 10
     assert config["overlap"] == {"threshold": 0.7, "metric": "smaller"}
     assert config["exploration"]["max_paths"] == 45
@@ -40,6 +32,9 @@ def test_defaults_are_filled_in():
         (lambda c: c["rows"][0].update(arch="resnet-banana"), "rows[0].arch"),
         (lambda c: c["rows"][0].update(dataset="mnist"), "rows[0].dataset"),
         (lambda c: c.update(autoneb={"schedule": []}), "autoneb.schedule"),
+        (lambda c: c.update(autoneb={"eval_subset": 1}), "autoneb.eval_subset"),
+        (lambda c: c.update(recipes={"digits": {"momentum": 1.0}}), "recipes.digits.momentum"),
+        (lambda c: c.update(recipes={"x": {"epochs": 3}}), "recipes.x"),
         (lambda c: c.update(autoneb={"insert_treshold": 0.2}), "insert_treshold"),
         (lambda c: c.update(autoneb={"endpoint_losses": "sometimes"}), "autoneb.endpoint_losses"),
         (lambda c: c["rows"][0].update(recipe="nope"), "rows[0].recipe"),
@@ -49,7 +44,7 @@ def test_invalid_config_names_the_key(mutate, key):
     config = minimal()
     mutate(config)
     with pytest.raises(ConfigError) as err:
-        validate_config(config)
+        WorkflowConfig(config)
     assert key in str(err.value)
 
 
@@ -57,37 +52,57 @@ def test_duplicate_rows_are_refused():
     config = minimal()
     config["rows"].append(dict(config["rows"][0]))
     with pytest.raises(ConfigError, match="twice"):
-        validate_config(config)
+        WorkflowConfig(config)
 
 
 @pytest.mark.parametrize(
     "name", ["config/config.yaml", "config/paper.yaml", "tests/configs/tiny.yaml"]
 )
 def test_shipped_configs_are_valid(name):
-    config = load_config(ROOT / name)
-    for dataset, arch in selected_rows(config):
-        row = resolve_row(config, dataset, arch)
+    config = WorkflowConfig.load(ROOT / name)
+    for dataset, arch in config.selected_rows():
+        row = config.row(dataset, arch)
         assert row["autoneb"]["schedule"], name
 
 
 def test_paper_config_has_all_28_rows_with_paper_values():
-    config = load_config(ROOT / "config/paper.yaml")
-    assert len(config["rows"]) == 28
-    row = resolve_row(config, "cifar10", "resnet-20")
+    config = WorkflowConfig.load(ROOT / "config/paper.yaml")
+    assert len(config.values["rows"]) == 28
+    row = config.row("cifar10", "resnet-20")
     schedule = row["autoneb"]["schedule"]
     assert len(schedule) == 14 and sum(c["steps"] for c in schedule) == 16000
     assert [c["lr"] for c in schedule] == [0.1] * 6 + [0.01] * 4 + [0.001] * 4
     assert row["autoneb"]["insert_threshold"] == 0.2
     assert row["autoneb"]["batch_size"] == 512
     assert row["autoneb"]["endpoint_losses"] == "per_step"  # as the authors' code
-    assert resolve_row(config, "cifar100", "resnet-56")["autoneb"]["batch_size"] == 256
+    assert config.row("cifar100", "resnet-56")["autoneb"]["batch_size"] == 256
     assert row["recipe"]["epochs"] == 136 and row["recipe"]["batch_size"] == 128
-    dense = resolve_row(config, "cifar10", "densenet-40-12")["recipe"]
+    dense = config.row("cifar10", "densenet-40-12")["recipe"]
     assert dense["epochs"] == 266 and dense["batch_size"] == 64 and dense["nesterov"]
 
 
-def test_expand_schedule():
-    assert expand_schedule([{"repeat": 2, "steps": 5, "lr": 0.1}, {"steps": 3, "lr": 0.01}]) == [
+def test_row_overrides_layer_over_the_global_section_key_by_key():
+    config = minimal()
+    config["autoneb"] = {"batch_size": 64, "autocast_bf16": True}
+    config["rows"][0]["autoneb"] = {"batch_size": 32}
+    settings = WorkflowConfig(config)
+    row = settings.row("digits", "mlp-16")
+    # the row changes only what it names; the global section and the defaults stay
+    assert row["autoneb"]["batch_size"] == 32 and row["autoneb"]["autocast_bf16"] is True
+    assert row["autoneb"]["insert_threshold"] == 0.2
+    sources = settings.sources("digits", "mlp-16")
+    assert sources["autoneb.batch_size"] == "rows[0].autoneb"
+    assert sources["autoneb.autocast_bf16"] == "autoneb"
+    assert sources["autoneb.insert_threshold"] == "paper default"
+
+
+def test_schedule_repeat_is_expanded():
+    config = minimal()
+    config["autoneb"] = {
+        "schedule": [{"repeat": 2, "steps": 5, "lr": 0.1}, {"steps": 3, "lr": 0.01}]
+    }
+    row = WorkflowConfig(config).row("digits", "mlp-16")
+    assert row["autoneb"]["schedule"] == [
         {"steps": 5, "lr": 0.1},
         {"steps": 5, "lr": 0.1},
         {"steps": 3, "lr": 0.01},
@@ -95,17 +110,16 @@ def test_expand_schedule():
 
 
 def test_stage_hashes_follow_the_settings_they_depend_on():
-    config = validate_config(minimal())
-    base = resolve_row(config, "digits", "mlp-16")
-    changed_neb = copy.deepcopy(config)
-    changed_neb["autoneb"]["insert_threshold"] = 0.1
-    neb = resolve_row(validate_config(changed_neb), "digits", "mlp-16")
+    base = WorkflowConfig(minimal()).row("digits", "mlp-16")
+    changed_neb = minimal()
+    changed_neb["autoneb"] = {"insert_threshold": 0.1}
+    neb = WorkflowConfig(changed_neb).row("digits", "mlp-16")
     assert stage_hash(neb, "minima") == stage_hash(base, "minima")
     assert stage_hash(neb, "paths") != stage_hash(base, "paths")
     # The budget extends the loop: it must not invalidate finished paths.
-    bigger = copy.deepcopy(config)
-    bigger["exploration"]["max_paths"] = 3
-    budget = resolve_row(validate_config(bigger), "digits", "mlp-16")
+    bigger = minimal()
+    bigger["exploration"] = {"max_paths": 3}
+    budget = WorkflowConfig(bigger).row("digits", "mlp-16")
     assert stage_hash(budget, "evaluation") == stage_hash(base, "evaluation")
 
 
@@ -113,8 +127,10 @@ def test_selection_by_dataset_and_architecture(tmp_path):
     config = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
     config["datasets"] = ["cifar100"]
     config["architectures"] = ["resnet-20", "cnn-12"]
-    validate_config(config)
-    assert selected_rows(config) == [("cifar100", "cnn-12"), ("cifar100", "resnet-20")]
+    assert WorkflowConfig(config).selected_rows() == [
+        ("cifar100", "cnn-12"),
+        ("cifar100", "resnet-20"),
+    ]
     config["architectures"] = ["cnn-13"]
     with pytest.raises(ConfigError, match="matches no row"):
-        selected_rows(config)
+        WorkflowConfig(config)

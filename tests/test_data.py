@@ -12,7 +12,7 @@ import torch
 import torchvision.datasets.utils as tv_utils
 from torchvision.datasets import CIFAR10
 
-from nobarriers import data as D
+from nobarriers import data
 from nobarriers.errors import ConfigError, FileFormatError, NoBarriersError
 
 torch.set_num_threads(1)
@@ -57,7 +57,7 @@ def _write_cifar(root, name, per_file=4, seed=0):
 @pytest.mark.parametrize("name, n_train, n_test", [("cifar10", 20, 4), ("cifar100", 4, 4)])
 def test_cifar_loader_on_generated_files(tmp_path, name, n_train, n_test):
     _, checksums, images = _write_cifar(tmp_path, name)
-    ds = D.load_dataset(name, tmp_path, checksums=checksums)
+    ds = data.load_dataset(name, tmp_path, checksums=checksums)
     assert ds.name == name and ds.augment == "cifar" and ds.input_shape == (3, 32, 32)
     assert ds.num_classes == (10 if name == "cifar10" else 100)
     assert ds.x_train.shape == (n_train, 3, 32, 32) and ds.x_train.dtype == torch.float32
@@ -80,20 +80,20 @@ def test_cifar_md5_check_is_kept(tmp_path):
     folder, checksums, _ = _write_cifar(tmp_path, "cifar10")
     # torchvision's own md5s of the real files do not match the generated files
     with pytest.raises(FileFormatError) as err:
-        D.load_dataset("cifar10", tmp_path)
+        data.load_dataset("cifar10", tmp_path)
     assert "md5 mismatch" in str(err.value) and "data_batch_1" in str(err.value)
     # a corrupted file fails the (replaced) check as well
     (folder / "data_batch_3").write_bytes(b"garbage")
     with pytest.raises(FileFormatError, match="data_batch_3 md5 mismatch"):
-        D.load_dataset("cifar10", tmp_path, checksums=checksums)
+        data.load_dataset("cifar10", tmp_path, checksums=checksums)
     (folder / "data_batch_3").unlink()
     with pytest.raises(FileFormatError, match="data_batch_3 missing"):
-        D.load_dataset("cifar10", tmp_path, verify=False)
+        data.load_dataset("cifar10", tmp_path, verify=False)
 
 
 def test_cifar_missing_says_where_to_put_it(tmp_path):
-    with pytest.raises(D.DatasetUnavailable) as err:
-        D.load_dataset("cifar100", tmp_path)
+    with pytest.raises(data.DatasetUnavailable) as err:
+        data.load_dataset("cifar100", tmp_path)
     msg = str(err.value)
     assert str(tmp_path / "cifar-100-python.tar.gz") in msg
     assert str(tmp_path / "cifar-100-python") in msg
@@ -108,14 +108,14 @@ def no_network(monkeypatch):
 
 
 def test_prepare_dataset_without_network(tmp_path, no_network):
-    with pytest.raises(D.DatasetUnavailable) as err:
-        D.prepare_dataset("cifar10", tmp_path)
+    with pytest.raises(data.DatasetUnavailable) as err:
+        data.prepare_dataset("cifar10", tmp_path)
     msg = str(err.value)
     assert isinstance(err.value, NoBarriersError)
     assert "could not download" in msg and "network is unreachable" in msg
     assert str(tmp_path / "cifar-10-python.tar.gz") in msg
     assert str(tmp_path / "cifar-10-batches-py") in msg
-    D.prepare_dataset("digits", tmp_path)  # bundled: nothing to download
+    data.prepare_dataset("digits", tmp_path)  # bundled: nothing to download
 
 
 def test_prepare_dataset_uses_a_placed_archive_offline(tmp_path, no_network, monkeypatch):
@@ -130,16 +130,16 @@ def test_prepare_dataset_uses_a_placed_archive_offline(tmp_path, no_network, mon
     monkeypatch.setattr(CIFAR10, "train_list", [[f, checksums[f]] for f, _ in CIFAR10.train_list])
     monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", checksums["test_batch"]]])
     monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": checksums["batches.meta"]})
-    D.prepare_dataset("cifar10", archive.parent)
-    ds = D.load_dataset("cifar10", archive.parent)
+    data.prepare_dataset("cifar10", archive.parent)
+    ds = data.load_dataset("cifar10", archive.parent)
     assert ds.y_test.tolist() == images["test"][1].tolist()
 
 
 def test_unknown_dataset():
     with pytest.raises(ConfigError, match="cifar10, cifar100, digits"):
-        D.load_dataset("mnist", "/nonexistent")
+        data.load_dataset("mnist", "/nonexistent")
     with pytest.raises(ConfigError, match="cifar10, cifar100, digits"):
-        D.prepare_dataset("imagenet", "/nonexistent")
+        data.prepare_dataset("imagenet", "/nonexistent")
 
 
 def _identify(x, out, p):
@@ -168,7 +168,7 @@ def _identify(x, out, p):
 def test_augment_is_a_padded_crop_and_flip_of_each_sample():
     n, c, h, w = 300, 2, 6, 6
     x = torch.arange(1, n * c * h * w + 1, dtype=torch.float32).reshape(n, c, h, w)
-    out = D.augment_batch(x, "cifar", torch.Generator().manual_seed(0))
+    out = data.augment_batch(x, "cifar", torch.Generator().manual_seed(0))
     assert out.shape == x.shape and out.dtype == x.dtype
     found = _identify(x, out, 4)
     dys, dxs, flips = zip(*found, strict=True)
@@ -180,7 +180,7 @@ def test_augment_moves_a_known_pixel_predictably():
     # all-zero images with one marked pixel; a 32×32 image like CIFAR
     x = torch.zeros(64, 3, 32, 32)
     x[:, 1, 10, 20] = 1.0
-    out = D.augment_batch(x, "cifar", torch.Generator().manual_seed(1))
+    out = data.augment_batch(x, "cifar", torch.Generator().manual_seed(1))
     ones = out.nonzero()
     assert (ones[:, 1] == 1).all() and len(ones) == 64  # offsets <= 4 px keep the pixel inside
     for i, (dy, dx, flip) in enumerate(_identify(x[:16], out[:16], 4)):
@@ -192,20 +192,20 @@ def test_augment_moves_a_known_pixel_predictably():
 
 def test_augment_determinism_and_none():
     x = torch.randn(16, 3, 32, 32)
-    a = D.augment_batch(x, "cifar", torch.Generator().manual_seed(5))
-    b = D.augment_batch(x, "cifar", torch.Generator().manual_seed(5))
-    c = D.augment_batch(x, "cifar", torch.Generator().manual_seed(6))
+    a = data.augment_batch(x, "cifar", torch.Generator().manual_seed(5))
+    b = data.augment_batch(x, "cifar", torch.Generator().manual_seed(5))
+    c = data.augment_batch(x, "cifar", torch.Generator().manual_seed(6))
     assert torch.equal(a, b) and not torch.equal(a, c)
-    assert D.augment_batch(x, "none", None) is x
+    assert data.augment_batch(x, "none", None) is x
     with pytest.raises(ConfigError, match="cifar, none"):
-        D.augment_batch(x, "autoaugment", None)
+        data.augment_batch(x, "autoaugment", None)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_augment_on_cuda_matches_cpu_with_a_cpu_generator():
     x = torch.randn(32, 3, 32, 32)
-    cpu = D.augment_batch(x, "cifar", torch.Generator().manual_seed(2))
-    gpu = D.augment_batch(x.cuda(), "cifar", torch.Generator().manual_seed(2))
+    cpu = data.augment_batch(x, "cifar", torch.Generator().manual_seed(2))
+    gpu = data.augment_batch(x.cuda(), "cifar", torch.Generator().manual_seed(2))
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu)
 
@@ -213,22 +213,22 @@ def test_augment_on_cuda_matches_cpu_with_a_cpu_generator():
 def test_iterate_minibatches():
     x = torch.arange(10.0)[:, None]
     y = torch.arange(10)
-    batches = list(D.iterate_minibatches(x, y, 4, torch.Generator().manual_seed(0)))
+    batches = list(data.iterate_minibatches(x, y, 4, torch.Generator().manual_seed(0)))
     assert [len(b[1]) for b in batches] == [4, 4, 2]
     seen = torch.cat([b[1] for b in batches])
     assert sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))
     for xb, yb in batches:
         assert torch.equal(xb[:, 0].long(), yb)
-    again = list(D.iterate_minibatches(x, y, 4, torch.Generator().manual_seed(0)))
+    again = list(data.iterate_minibatches(x, y, 4, torch.Generator().manual_seed(0)))
     assert all(torch.equal(a[1], b[1]) for a, b in zip(batches, again, strict=True))
-    dropped = list(D.iterate_minibatches(x, y, 4, torch.Generator().manual_seed(0), True))
+    dropped = list(data.iterate_minibatches(x, y, 4, torch.Generator().manual_seed(0), True))
     assert [len(b[1]) for b in dropped] == [4, 4]
-    idx = list(D.index_batches(10, 3, torch.Generator().manual_seed(0), drop_last=True))
+    idx = list(data.index_batches(10, 3, torch.Generator().manual_seed(0), drop_last=True))
     assert [len(i) for i in idx] == [3, 3, 3]
 
 
 def test_digits_split_and_normalisation():
-    ds = D.load_dataset("digits")
+    ds = data.load_dataset("digits")
     assert ds.input_shape == (1, 8, 8) and ds.augment == "none" and ds.num_classes == 10
     assert ds.x_train.shape == (1437, 1, 8, 8) and ds.x_test.shape == (360, 1, 8, 8)
     assert ds.x_train.dtype == torch.float32 and ds.y_train.dtype == torch.int64
@@ -236,7 +236,7 @@ def test_digits_split_and_normalisation():
     counts = torch.bincount(ds.y_test, minlength=10)
     assert counts.min() >= 35 and counts.max() <= 37
     # fixed: a second load gives the same split
-    again = D.load_dataset("digits")
+    again = data.load_dataset("digits")
     assert torch.equal(again.x_test, ds.x_test) and torch.equal(again.y_train, ds.y_train)
     flat = ds.x_train.reshape(1437, 64).double()
     torch.testing.assert_close(

@@ -7,8 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nobarriers.energy import FunctionEnergy, LinearChain, ModelEnergy, load_point, point_of
+from nobarriers.energy import FunctionEnergy
 from nobarriers.errors import ConfigError
+from nobarriers.linear_chain import LinearChain
+from nobarriers.model_energy import ModelEnergy
+from nobarriers.points import load_point, point_of
 
 
 def mlp():
@@ -103,7 +106,7 @@ def test_coordinates_are_trainable_parameters_only():
     point = energy.point_of(model)
     other = bn_cnn()
     other[0].bias.requires_grad_(False)
-    energy.load_point(other, point)
+    load_point(other, point)
     assert torch.equal(point_of(other), point)
     with pytest.raises(ConfigError, match="trainable parameters"):
         load_point(other, torch.zeros(energy.dim + 1))
@@ -149,7 +152,7 @@ def test_losses_without_batch_average_the_training_set():
 
 
 def test_evaluation_losses_use_fixed_subset_and_exact_bn():
-    from nobarriers.evaluate import evaluate_model, recompute_bn_statistics
+    from nobarriers.points import evaluate_model, recompute_bn_statistics
 
     x, y = data((2, 6, 6), n=30)
     energy = ModelEnergy(bn_cnn(), x, y, batch_size=8, mode="loop")

@@ -9,15 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nobarriers.energy import load_point, point_of
-from nobarriers.evaluate import (
-    evaluate_line,
-    evaluate_model,
-    evaluate_path,
-    evaluate_point,
-    recompute_bn_statistics,
-    saddle,
-)
+from nobarriers.evaluate import evaluate_line, evaluate_path, evaluate_point, saddle
+from nobarriers.points import evaluate_model, load_point, point_of, recompute_bn_statistics
 
 
 def one_bn_net():

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from nobarriers.errors import ConfigError
-from nobarriers.models import MODEL_NAMES, PATTERNS, build_model, describe, parameter_count
+from nobarriers.model_names import MODEL_NAMES, PATTERNS, describe
+from nobarriers.models import build_model, parameter_count
 
 torch.set_num_threads(1)
 

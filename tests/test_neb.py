@@ -6,18 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from nobarriers import neb as neb_module
+from nobarriers import path_geometry
+from nobarriers.autoneb_config import OPTIMIZERS, NEBSettings
 from nobarriers.energy import FunctionEnergy
 from nobarriers.errors import ConfigError, DivergenceError
-from nobarriers.neb import (
-    NEBStep,
-    make_optimizer,
-    optimizer_names,
-    project,
-    redistribute,
-    run_neb,
-    tangents,
-)
+from nobarriers.neb import NEBStep, run_neb
+from nobarriers.optim import make_optimizer
+from nobarriers.path_geometry import project, redistribute, tangents
 
 # A bent chain: tau_plus = (0, 1), tau_minus = (1, 0), so the weights of the two are readable.
 BENT = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
@@ -135,9 +130,8 @@ def test_step_adds_weight_decay_before_projection():
     # constant energy: the only force is the projected L2 decay
     energy = FunctionEnergy(lambda x: 0.0 * x.sum(), dim=2, mode="loop")
     pivots = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]])
-    neb = NEBStep(
-        energy, pivots, [0.5, 0.5], optimizer="SGD", optimizer_kwargs={}, lr=0.1, weight_decay=0.5
-    )
+    settings = NEBSettings(optimizer="SGD", optimizer_kwargs={}, weight_decay=0.5)
+    neb = NEBStep(energy, pivots, [0.5, 0.5], lr=0.1, settings=settings)
     neb.step()
     # equal energies -> bisector of (1,1), (1,-1) = (1, 0); decay 0.5*(1,1) projects to (0, .5)
     assert torch.allclose(neb.pivots[1], torch.tensor([1.0, 1.0 - 0.1 * 0.5]), atol=1e-6)
@@ -150,9 +144,8 @@ def test_run_neb_bends_straight_line_into_valley():
 
     energy = FunctionEnergy(valley, dim=2, mode="vmap")
     line = torch.stack([torch.tensor([-1.0 + 2 * k / 6, 0.0]) for k in range(7)])
-    path, info = run_neb(
-        energy, line, np.full(6, 1 / 6), steps=200, lr=0.01, optimizer_kwargs={"momentum": 0.9}
-    )
+    settings = NEBSettings(optimizer_kwargs={"momentum": 0.9}, weight_decay=0.0)
+    path, info = run_neb(energy, line, np.full(6, 1 / 6), steps=200, lr=0.01, settings=settings)
     assert info.max_loss < 1.1  # the true saddle at (0, 1) has energy 1
     assert torch.allclose(path[3], torch.tensor([0.0, 1.0]), atol=0.05)
 
@@ -160,7 +153,7 @@ def test_run_neb_bends_straight_line_into_valley():
 def test_unknown_optimizer_lists_valid_names():
     with pytest.raises(ConfigError, match="valid names: .*SGD"):
         make_optimizer("Sgd", [torch.zeros(1, requires_grad=True)], 0.1)
-    assert {"SGD", "Adam"} <= set(optimizer_names())
+    assert {"SGD", "Adam"} <= set(OPTIMIZERS)
 
 
 def test_optimizer_kwargs_must_not_override_lr_or_decay():
@@ -172,13 +165,14 @@ def test_divergence_names_cycle_and_step():
     energy = FunctionEnergy(lambda p: torch.sqrt(p[1]), dim=2, mode="loop")
     line = torch.tensor([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
     with pytest.raises(DivergenceError, match="cycle 7, step 2"):
-        run_neb(energy, line, [0.5, 0.5], steps=5, lr=10.0, optimizer_kwargs={}, cycle=7)
+        settings = NEBSettings(optimizer_kwargs={}, weight_decay=0.0)
+        run_neb(energy, line, [0.5, 0.5], steps=5, lr=10.0, settings=settings, cycle=7)
 
 
 def test_common_batch_switch_draws_one_or_one_per_pivot_batches():
     from torch import nn
 
-    from nobarriers.energy import ModelEnergy
+    from nobarriers.model_energy import ModelEnergy
 
     torch.manual_seed(0)
     x, y = torch.randn(20, 3), torch.randint(0, 2, (20,))
@@ -189,7 +183,8 @@ def test_common_batch_switch_draws_one_or_one_per_pivot_batches():
     pivots = torch.stack([torch.zeros(energy.dim) + k for k in range(5)])
     for common, expected in ((True, 1), (False, 5)):
         draws.clear()
-        neb = NEBStep(energy, pivots, np.full(4, 0.25), common_batch=common)
+        settings = NEBSettings(common_batch=common)
+        neb = NEBStep(energy, pivots, np.full(4, 0.25), lr=0.1, settings=settings)
         info = neb.step(torch.Generator().manual_seed(0))
         assert len(draws) == expected and info.losses.shape == (5,)
 
@@ -211,8 +206,9 @@ def test_step_equals_the_composition_of_the_public_geometry(row_wise, monkeypatc
     force = project(grads[1:-1] + decay * moved[1:-1], tangents(moved, losses))
     expected = moved[1:-1] - lr * force
 
-    monkeypatch.setattr(neb_module, "ROW_WISE_ABOVE", 0 if row_wise else 1 << 40)
-    neb = NEBStep(energy, pivots, weights, optimizer_kwargs={}, lr=lr, weight_decay=decay)
+    monkeypatch.setattr(path_geometry, "ROW_WISE_ABOVE", 0 if row_wise else 1 << 40)
+    settings = NEBSettings(optimizer_kwargs={}, weight_decay=decay)
+    neb = NEBStep(energy, pivots, weights, lr=lr, settings=settings)
     info = neb.step()
     assert torch.allclose(info.losses, losses, atol=1e-12)
     assert torch.allclose(neb.pivots[1:-1], expected, atol=1e-10)
@@ -224,7 +220,7 @@ def test_nan_gradient_with_finite_losses_is_divergence():
     energy = FunctionEnergy(lambda p: (p**2).sum().sqrt(), dim=2, mode="loop")
     line = torch.tensor([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]])
     with pytest.raises(DivergenceError, match="non-finite gradient"):
-        NEBStep(energy, line, [0.5, 0.5], cycle=3).step()
+        NEBStep(energy, line, [0.5, 0.5], lr=0.1, cycle=3).step()
 
 
 def test_given_endpoint_losses_drive_the_outer_tangents():
@@ -237,9 +233,8 @@ def test_given_endpoint_losses_drive_the_outer_tangents():
             energy,
             BENT,
             [0.5, 0.5],
-            optimizer_kwargs={},
             lr=0.1,
-            weight_decay=decay,
+            settings=NEBSettings(optimizer_kwargs={}, weight_decay=decay),
             endpoint_losses=torch.tensor(ends),
         )
         info = neb.step()

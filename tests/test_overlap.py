@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from nobarriers.errors import ConfigError
+from nobarriers.errors import ConfigError, NoBarriersError
 from nobarriers.overlap import (
     flag_pairs,
     misclassification_overlap,
     overlap_matrix,
-    plot_overlap_heatmap,
+    read_overlap_csv,
+    write_matrix_csv,
     write_overlap_csv,
 )
 
@@ -87,12 +88,12 @@ def test_flags_above_threshold(predictions):
         flag_pairs(predictions, LABELS, metric="dice")
 
 
-def test_csv_and_heatmap(tmp_path, predictions):
-    import matplotlib.image as mpimg
-
+def test_csv_files(tmp_path, predictions):
     long_csv = tmp_path / "overlap.csv"
     matrix_csv = tmp_path / "matrix.csv"
-    write_overlap_csv(long_csv, predictions, LABELS, matrix_path=matrix_csv)
+    write_overlap_csv(long_csv, predictions, LABELS)
+    seeds, _, sm = overlap_matrix(predictions, LABELS)
+    write_matrix_csv(matrix_csv, seeds, sm)
     with open(long_csv) as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 6
@@ -102,38 +103,43 @@ def test_csv_and_heatmap(tmp_path, predictions):
     row13 = next(r for r in rows if (r["seed_a"], r["seed_b"]) == ("1", "3"))
     assert row13["above_threshold"] == "true" and float(row13["smaller"]) == 1.0
     assert sum(r["above_threshold"] == "true" for r in rows) == 1
+    typed = read_overlap_csv(long_csv)
+    assert [r["above_threshold"] for r in typed].count(True) == 1
+    assert typed[0]["seed_a"] == 1 and isinstance(typed[0]["n_both"], int)
     with open(matrix_csv) as fh:
         mat = list(csv.reader(fh))
     assert mat[0] == ["seed", "1", "2", "3", "4"] and len(mat) == 5
     assert float(mat[1][3]) == pytest.approx(1.0)
 
-    seeds, _, sm = overlap_matrix(predictions, LABELS)
-    png = tmp_path / "heat.png"
-    plot_overlap_heatmap(png, seeds, sm, 0.7, "digits / mlp-32")
-    img = mpimg.imread(png)
-    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
-    pdf = tmp_path / "heat.pdf"
-    plot_overlap_heatmap(pdf, seeds, sm, 0.7, "t")
-    assert pdf.read_bytes()[:4] == b"%PDF"
 
+def test_overlap_stage_from_minimum_files(tmp_path, predictions, monkeypatch):
+    from nobarriers.config import stage_hash
+    from nobarriers.data import Dataset
+    from nobarriers.formats.minimum import write_minimum
+    from nobarriers.recipes import DIGITS_RECIPE
+    from nobarriers.stages import overlap as stage
 
-def test_overlap_report_from_minimum_files(tmp_path, predictions):
-    from nobarriers.overlap import overlap_report
-    from nobarriers.train import DIGITS_RECIPE, write_minimum
-
+    row = {"dataset": "digits", "arch": "mlp-1", "recipe": DIGITS_RECIPE}
+    labels = torch.as_tensor(LABELS)
+    data = Dataset("digits", 2, (1,), labels[:, None].float(), labels, labels[:, None].float(),
+                   labels, "none")  # fmt: skip
+    monkeypatch.setattr(stage, "load_dataset", lambda *a, **k: data)
     paths = []
     for seed, pred in predictions.items():
         path = tmp_path / f"{seed}.safetensors"
         write_minimum(
             path, {"w": torch.zeros(2)}, torch.as_tensor(pred), arch="mlp-1", dataset="digits",
             seed=seed, recipe=DIGITS_RECIPE, metrics={}, history=[],
+            config_hash=stage_hash(row, "minima"),
         )  # fmt: skip
         paths.append(path)
-    flagged = overlap_report(
-        paths, LABELS, tmp_path / "o.csv", tmp_path / "m.csv", tmp_path / "o.png",
-        expect_arch="mlp-1",
-    )  # fmt: skip
+    out = {k: tmp_path / f"o.{k}" for k in ("csv", "mcsv", "png", "pdf")}
+    flagged = stage.overlap_job(
+        row, paths, None, out["csv"], out["mcsv"], out["png"], out["pdf"], 0.7, "smaller"
+    )
     assert [(r["seed_a"], r["seed_b"]) for r in flagged] == [(1, 3)]
-    assert (tmp_path / "o.png").stat().st_size > 1000 and (tmp_path / "m.csv").exists()
-    with pytest.raises(ConfigError, match="labels"):
-        overlap_report(paths, np.zeros(5), tmp_path / "x.csv")
+    assert out["png"].stat().st_size > 1000 and out["mcsv"].exists()
+    assert out["pdf"].read_bytes()[:4] == b"%PDF"
+    # minima of another training configuration are refused
+    with pytest.raises(NoBarriersError, match="config_hash"):
+        stage.overlap_job({**row, "arch": "mlp-2"}, paths, None, *out.values(), 0.7, "smaller")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from nobarriers.errors import FileFormatError
-from nobarriers.pathfile import (
+from nobarriers.formats.pathfile import (
     EVALUATION_FORMAT,
     PATH_FORMAT,
     read_evaluation,

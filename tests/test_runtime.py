@@ -12,7 +12,7 @@ from nobarriers.runtime import configure_runtime
 FAULTS = """
 import resource, sys, torch
 from torch import nn
-from nobarriers.energy import ModelEnergy
+from nobarriers.model_energy import ModelEnergy
 from nobarriers.neb import NEBStep
 from nobarriers.runtime import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else None
@@ -20,7 +20,7 @@ torch.manual_seed(0)
 net = nn.Sequential(nn.Linear(64, 100), nn.ReLU(), nn.Linear(100, 10))
 energy = ModelEnergy(net, torch.randn(512, 64), torch.randint(0, 10, (512,)), 256, mode="vmap")
 path = torch.stack([energy.point_of(net) + 0.01 * k for k in range(18)])
-neb = NEBStep(energy, path, [1.0] * 17, optimizer_kwargs={"momentum": 0.9})
+neb = NEBStep(energy, path, [1.0] * 17, lr=0.1)
 g = torch.Generator().manual_seed(0)
 for _ in range(3):
     neb.step(g)

@@ -2,7 +2,7 @@
 
 Starts munged, MariaDB, slurmdbd, slurmctld and slurmd on this machine (tests/slurm/cluster.py;
 installs the Debian packages when missing, which needs root and apt-get), installs
-profiles/slurm exactly as users do (scripts/install_slurm_profile.py, into a private
+profiles/slurm exactly as users do (tools/install_slurm_profile.py, into a private
 $XDG_CONFIG_HOME) and runs ``snakemake --profile slurm`` with the few CI overrides of
 profiles/ci-slurm/config.yaml given as command-line flags. Checks:
 
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[1]
 PROFILE_SRC = REPO / "profiles" / "slurm"
 CI_OVERRIDES = REPO / "profiles" / "ci-slurm" / "config.yaml"
-INSTALLER = REPO / "scripts" / "install_slurm_profile.py"
+INSTALLER = REPO / "tools" / "install_slurm_profile.py"
 SCRATCH = REPO / "tests" / "slurm" / "scratch.smk"
 
 # --- the real workflow: adjust here if targets move -----------------------------------------

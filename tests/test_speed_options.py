@@ -6,10 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from nobarriers.autoneb import AutoNEBConfig, Cycle, run_autoneb
-from nobarriers.energy import ModelEnergy
-from nobarriers.neb import NEBStep, redistribute, tangents
-from nobarriers.train import DIGITS_RECIPE, RECIPE_KEYS, RECIPES, validate_recipe
+from nobarriers.autoneb import run_autoneb
+from nobarriers.autoneb_config import EnergySettings, split_autoneb
+from nobarriers.model_energy import ModelEnergy
+from nobarriers.neb import NEBStep
+from nobarriers.path_geometry import redistribute, tangents
+from nobarriers.recipes import DIGITS_RECIPE, RECIPE_KEYS, RECIPES, validate_recipe
 
 # bf16 keeps 8 significant bits: a loss of O(1) is reproduced to about 1e-2 relative, gradients
 # (averaged over the batch) to about 5e-2 of their norm
@@ -83,32 +85,32 @@ def test_bf16_auto_falls_back_to_loop_for_convolutions(cnn_data):
     assert energy.resolved_mode == "loop" and torch.isfinite(grads).all()
 
 
-def test_autoneb_config_speed_options_reach_the_energy(cnn_data):
+def test_speed_options_of_the_autoneb_section_configure_the_energy(cnn_data):
+    # the workflow's autoneb section holds both the algorithm's and the energy's settings; the
+    # energy is built once with its part, and run_autoneb never changes it
     model, x, y = cnn_data
-    energy = ModelEnergy(model, x, y, batch_size=32, mode="loop")
-    start = energy.point_of(model)
-    end = start + 0.05 * torch.randn(energy.dim)
-    common = dict(schedule=[Cycle(3, 0.01)], initial_pivots=1, eval_subset=None, batch_size=32)
-    ref = run_autoneb(energy, start, end, AutoNEBConfig(**common))
-    fast_energy = ModelEnergy(model, x, y, batch_size=32, mode="loop")
-    fast = run_autoneb(
-        fast_energy,
-        start,
-        end,
-        AutoNEBConfig(**common, channels_last=True, autocast_bf16=True),
-    )
+    section = {"schedule": [{"steps": 3, "lr": 0.01}], "initial_pivots": 1, "eval_subset": None,
+               "batch_size": 32, "mode": "loop"}  # fmt: skip
+    config, plain = split_autoneb(section)
+    _, fast = split_autoneb({**section, "channels_last": True, "autocast_bf16": True})
+    ref_energy = ModelEnergy(model, x, y, **plain.to_dict())
+    fast_energy = ModelEnergy(model, x, y, **fast.to_dict())
+    assert fast_energy.channels_last and fast_energy.autocast_bf16 and fast_energy.mode == "loop"
+    start = ref_energy.point_of(model)
+    end = start + 0.05 * torch.randn(ref_energy.dim)
+    ref = run_autoneb(ref_energy, start, end, config)
+    fast_result = run_autoneb(fast_energy, start, end, config)
     assert fast_energy.channels_last and fast_energy.autocast_bf16
     # three tiny steps: the paths agree to bf16 precision of the gradients times lr
-    torch.testing.assert_close(fast.pivots, ref.pivots, rtol=0, atol=1e-3)
-    assert AutoNEBConfig().channels_last is False and AutoNEBConfig().autocast_bf16 is False
+    torch.testing.assert_close(fast_result.pivots, ref.pivots, rtol=0, atol=1e-3)
+    assert EnergySettings().channels_last is False and EnergySettings().autocast_bf16 is False
 
 
 def test_recipe_speed_options_default_false_and_optional():
     assert "channels_last" in RECIPE_KEYS and "autocast_bf16" in RECIPE_KEYS
     for recipe in RECIPES.values():
-        assert recipe["channels_last"] is False and recipe["autocast_bf16"] is False
-    old = {k: v for k, v in DIGITS_RECIPE.items() if k not in ("channels_last", "autocast_bf16")}
-    assert validate_recipe(old)["channels_last"] is False
+        checked = validate_recipe(recipe)
+        assert checked["channels_last"] is False and checked["autocast_bf16"] is False
 
 
 def test_training_with_speed_options_close_to_fp32(tmp_path):

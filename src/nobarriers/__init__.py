@@ -9,37 +9,40 @@ ICML 2018. The public API (see README.md, "Use the engine on your own energy"):
   :func:`evaluate_path` / :func:`evaluate_line` (dense evaluation with exact BatchNorm statistics);
 - landscapes: :func:`next_pairs`, :func:`minimum_spanning_tree`, :func:`ultrametric_bounds`,
   :func:`single_linkage` (Algorithm 3);
-- storage: :func:`write_path` / :func:`read_path` (HDF5), :func:`load_minimum`.
+- storage: :func:`write_path` / :func:`read_path` (HDF5), :func:`load_minimum`
+  (:mod:`nobarriers.formats`).
 
 Names are imported lazily, so ``import nobarriers.config`` (the workflow's start-up) stays light.
 """
 
 from importlib import import_module
 
-__version__ = "0.1.0"
+from .version import VERSION as __version__
 
 _PUBLIC = {
     "Energy": "energy",
     "FunctionEnergy": "energy",
-    "ModelEnergy": "energy",
-    "point_of": "energy",
-    "load_point": "energy",
-    "AutoNEBConfig": "autoneb",
+    "ModelEnergy": "model_energy",
+    "point_of": "points",
+    "load_point": "points",
+    "recompute_bn_statistics": "points",
+    "AutoNEBConfig": "autoneb_config",
+    "Cycle": "autoneb_config",
+    "EnergySettings": "autoneb_config",
+    "NEBSettings": "autoneb_config",
+    "paper_schedule": "autoneb_config",
     "AutoNEBResult": "autoneb",
-    "Cycle": "autoneb",
-    "paper_schedule": "autoneb",
     "run_autoneb": "autoneb",
     "evaluate_path": "evaluate",
     "evaluate_line": "evaluate",
     "evaluate_point": "evaluate",
-    "recompute_bn_statistics": "evaluate",
     "next_pairs": "landscape",
     "minimum_spanning_tree": "landscape",
     "ultrametric_bounds": "landscape",
     "single_linkage": "landscape",
-    "write_path": "pathfile",
-    "read_path": "pathfile",
-    "load_minimum": "train",
+    "write_path": "formats.pathfile",
+    "read_path": "formats.pathfile",
+    "load_minimum": "formats.minimum",
     "train_minimum": "train",
     "build_model": "models",
     "load_dataset": "data",

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import DATASETS
 from .errors import ConfigError, FileFormatError, NoBarriersError
 
-DATASET_NAMES = ("cifar10", "cifar100", "digits")
 AUGMENTATIONS = ("cifar", "none")
 
 DIGITS_TEST_SIZE = 360  # 1797 samples -> 1437 train / 360 test
@@ -32,10 +32,10 @@ DIGITS_SPLIT_SEED = 0
 
 __all__ = [
     "AUGMENTATIONS",
-    "DATASET_NAMES",
     "Dataset",
     "DatasetUnavailable",
     "augment_batch",
+    "seeded_subset",
     "index_batches",
     "iterate_minibatches",
     "load_dataset",
@@ -77,8 +77,8 @@ class Dataset:
 
 def _check_name(name: str) -> str:
     key = str(name).strip().lower()
-    if key not in DATASET_NAMES:
-        raise ConfigError(f"unknown dataset {name!r}; valid: {', '.join(DATASET_NAMES)}")
+    if key not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
     return key
 
 
@@ -224,7 +224,7 @@ def _digits_split() -> dict[str, np.ndarray]:
 
 
 def _write_digits_cache(path: Path) -> None:
-    from .runtime import atomic_path
+    from .atomic import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **_digits_split())
@@ -294,6 +294,16 @@ def load_dataset(
     if root is None:
         raise ConfigError(f"dataset {name!r}: a data root directory is required")
     return _load_cifar(name, root, device, verify, checksums)
+
+
+def seeded_subset(n: int, size: int | None, seed: int) -> torch.Tensor | None:
+    """Sorted indices (CPU, int64) of ``size`` of ``n`` samples drawn with ``seed``; ``None``
+    when ``size`` is ``None`` or covers them all. The one seeded subset of the package (the
+    insertion evaluation, BatchNorm statistics on a subset)."""
+    if size is None or size >= n:
+        return None
+    generator = torch.Generator().manual_seed(int(seed))
+    return torch.randperm(n, generator=generator)[:size].sort().values
 
 
 def _random(generator: torch.Generator | None, device, kind: str, *args):

@@ -37,7 +37,9 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 
+import networkx as nx
 import numpy as np
+from networkx.utils import UnionFind
 
 from .errors import ConfigError
 
@@ -95,29 +97,28 @@ def normalise_computed(
     return out
 
 
-class _DisjointSets:
-    def __init__(self, nodes: Iterable[Node]):
-        self.parent = {n: n for n in nodes}
-
-    def find(self, x: Node) -> Node:
-        root = x
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[x] != root:  # path compression
-            self.parent[x], x = root, self.parent[x]
-        return root
-
-    def union(self, a: Node, b: Node) -> bool:
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return False
-        self.parent[rb] = ra
-        return True
-
-
 def _loss_key(minimum_loss: Mapping[Node, float]):
     """Sort key: lower minimum loss first, ties broken by the node id."""
     return lambda node: (float(minimum_loss[node]), node)
+
+
+def _saddle_graph(nodes: Iterable[Node], edges: Mapping[tuple, float]) -> nx.Graph:
+    """The graph of minima and computed paths (edge attribute ``saddle``).
+
+    Nodes are added in sorted order, so networkx reports every edge as ``(min, max)``; its
+    Kruskal sorts ``(saddle, u, v)``, which takes equal saddles by the lexicographically smaller
+    pair -- the tie-breaking stated in :func:`minimum_spanning_tree`."""
+    graph = nx.Graph()
+    graph.add_nodes_from(sorted(nodes))
+    for (i, j), saddle in sorted(edges.items()):
+        graph.add_edge(i, j, saddle=saddle)
+    return graph
+
+
+def _kruskal(graph: nx.Graph) -> list[tuple]:
+    """``[(i, j, saddle)]`` with ``i < j``, in the order Kruskal's algorithm accepts them."""
+    tree = nx.minimum_spanning_edges(graph, algorithm="kruskal", weight="saddle", data=True)
+    return [(min(i, j), max(i, j), d["saddle"]) for i, j, d in tree]
 
 
 def minimum_spanning_tree(
@@ -130,20 +131,14 @@ def minimum_spanning_tree(
     pair ``(i, j)`` (lexicographically smaller pair first).
     """
     edges = normalise_computed(minimum_loss, computed)
-    sets = _DisjointSets(minimum_loss)
-    tree = []
-    for (i, j), saddle in sorted(edges.items(), key=lambda kv: (kv[1], kv[0])):
-        if sets.union(i, j):
-            tree.append((i, j, saddle))
-    return tree
+    return _kruskal(_saddle_graph(minimum_loss, edges))
 
 
-def _adjacency(nodes: Iterable[Node], tree: Sequence[tuple]) -> dict[Node, list]:
-    adj: dict[Node, list] = {n: [] for n in nodes}
-    for i, j, w in tree:
-        adj[i].append((j, w))
-        adj[j].append((i, w))
-    return adj
+def _tree_graph(nodes: Iterable[Node], tree: Sequence[tuple]) -> nx.Graph:
+    graph = nx.Graph()
+    graph.add_nodes_from(nodes)
+    graph.add_weighted_edges_from(tree, weight="saddle")
+    return graph
 
 
 def ultrametric_bounds(
@@ -159,19 +154,15 @@ def ultrametric_bounds(
     """
     nodes = sorted(minimum_loss)
     index = {n: k for k, n in enumerate(nodes)}
-    adj = _adjacency(nodes, minimum_spanning_tree(minimum_loss, computed))
+    tree = _tree_graph(nodes, minimum_spanning_tree(minimum_loss, computed))
     bounds = np.full((len(nodes), len(nodes)), np.inf)
     for src in nodes:
         row = bounds[index[src]]
         row[index[src]] = float(minimum_loss[src])
-        stack = [(src, None, -math.inf)]
-        while stack:  # walk the tree carrying the maximum edge seen so far
-            node, parent, best = stack.pop()
-            for nxt, w in adj[node]:
-                if nxt != parent:
-                    m = max(best, w)
-                    row[index[nxt]] = m
-                    stack.append((nxt, node, m))
+        highest = {src: -math.inf}  # the highest saddle on the tree path from src
+        for parent, child in nx.bfs_edges(tree, src):
+            highest[child] = max(highest[parent], tree.edges[parent, child]["saddle"])
+            row[index[child]] = highest[child]
     return nodes, bounds
 
 
@@ -194,23 +185,18 @@ def single_linkage(nodes: Sequence[Node], bounds: np.ndarray) -> list[tuple]:
     iu, ju = np.triu_indices(n, k=1)
     values = np.minimum(bounds[iu, ju], bounds[ju, iu])
     order = np.lexsort((ju, iu, values))
-    sets = _DisjointSets(range(n))
+    sets = UnionFind(range(n))
     cluster_of_root = {k: k for k in range(n)}
-    size = {k: 1 for k in range(n)}
     merges = []
     for k in order:
         a, b = int(iu[k]), int(ju[k])
-        ra, rb = sets.find(a), sets.find(b)
+        ra, rb = sets[a], sets[b]
         if ra == rb:
             continue
-        ca, cb = cluster_of_root[ra], cluster_of_root[rb]
+        ca, cb = cluster_of_root.pop(ra), cluster_of_root.pop(rb)
         sets.union(ra, rb)
-        new = n + len(merges)
-        total = size.pop(ra) + size.pop(rb)
-        root = sets.find(ra)
-        cluster_of_root[root] = new
-        size[root] = total
-        merges.append((min(ca, cb), max(ca, cb), float(values[k]), total))
+        cluster_of_root[sets[a]] = n + len(merges)
+        merges.append((min(ca, cb), max(ca, cb), float(values[k]), sets.weights[sets[a]]))
         if len(merges) == n - 1:
             break
     return merges
@@ -229,16 +215,6 @@ def linkage_matrix(
     if inf_height is not None:
         z[np.isinf(z[:, 2]), 2] = float(inf_height)
     return z
-
-
-def _components(nodes: Sequence[Node], edges: Iterable[tuple]) -> list[list]:
-    sets = _DisjointSets(nodes)
-    for i, j in edges:
-        sets.union(i, j)
-    groups: dict[Node, list] = {}
-    for n in nodes:
-        groups.setdefault(sets.find(n), []).append(n)
-    return list(groups.values())
 
 
 def next_pairs(
@@ -279,7 +255,8 @@ def next_pairs(
         return []
     key = _loss_key(minimum_loss)
 
-    components = _components(nodes, edges)
+    graph = _saddle_graph(nodes, edges)
+    components = [sorted(c) for c in nx.connected_components(graph)]
     if len(components) > 1:
         best = min(nodes, key=key)
         others = sorted(
@@ -288,12 +265,14 @@ def next_pairs(
         )
         return [canonical_pair(best, m) for m in others[:limit]]
 
-    tree = minimum_spanning_tree(minimum_loss, edges)
-    adj = _adjacency(nodes, tree)
+    tree = _kruskal(graph)
+    forest = _tree_graph(nodes, tree)
     proposed: list[tuple] = []
     taken: set[tuple] = set()
-    for i, j, _ in sorted(tree, key=lambda e: (-e[2], e[0], e[1])):
-        side = _side(adj, i, (i, j))  # the cluster containing i once edge (i, j) is removed
+    for i, j, w in sorted(tree, key=lambda e: (-e[2], e[0], e[1])):
+        forest.remove_edge(i, j)
+        side = nx.node_connected_component(forest, i)  # i's cluster once (i, j) is removed
+        forest.add_edge(i, j, saddle=w)
         other = [n for n in nodes if n not in side]
         cluster_a, cluster_b = sorted(side, key=key), sorted(other, key=key)
         if key(cluster_b[0]) < key(cluster_a[0]):
@@ -305,20 +284,6 @@ def next_pairs(
             if len(proposed) == limit:
                 break
     return proposed
-
-
-def _side(adj: Mapping[Node, list], start: Node, removed: tuple) -> set:
-    a, b = removed
-    seen = {start}
-    stack = [start]
-    while stack:
-        node = stack.pop()
-        for nxt, _ in adj[node]:
-            if {node, nxt} == {a, b} or nxt in seen:
-                continue
-            seen.add(nxt)
-            stack.append(nxt)
-    return seen
 
 
 def _first_open_pair(cluster_a, cluster_b, edges, taken) -> tuple | None:

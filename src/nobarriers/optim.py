@@ -1,4 +1,4 @@
-"""SGD with momentum, Nesterov and weight decay: the update of ``torch.optim.SGD``.
+"""Optimisers: SGD bit-equal to ``torch.optim.SGD``, and any ``torch.optim`` class by name.
 
 The paper trains and runs NEB with plain SGD + momentum. ``torch.optim`` optimisers import
 ``torch._dynamo`` on construction (about 2 s of CPU per process), which on CPU-sized jobs costs
@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from .autoneb_config import OPTIMIZERS
+from .errors import ConfigError
 
 
 class SGD:
@@ -88,3 +91,28 @@ class SGD:
             for i, s in state["state"].items()
             if s.get("momentum_buffer") is not None
         }
+
+
+def make_optimizer(
+    name: str, params: list[Tensor], lr: float, kwargs: dict | None = None
+) -> torch.optim.Optimizer | SGD:
+    """A ``torch.optim`` optimiser chosen by class name; the paper uses ``SGD`` momentum 0.9."""
+    kwargs = dict(kwargs or {})
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {name!r}; valid names: {', '.join(OPTIMIZERS)}")
+    for key in ("lr", "weight_decay"):
+        if key in kwargs:
+            raise ConfigError(
+                f"optimizer_kwargs must not set {key!r}: the learning rate comes from the cycle "
+                "schedule and the L2 decay is the config's weight_decay (applied before projection)"
+            )
+    if name == "SGD" and set(kwargs) <= {"momentum", "nesterov"}:
+        # Same update as torch.optim.SGD, without importing torch._dynamo (see nobarriers.optim).
+        try:
+            return SGD(params, lr=lr, **kwargs)
+        except ValueError as exc:
+            raise ConfigError(f"optimizer SGD rejects optimizer_kwargs {kwargs}: {exc}") from exc
+    try:
+        return getattr(torch.optim, name)(params, lr=lr, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"optimizer {name} rejects optimizer_kwargs {kwargs}: {exc}") from exc

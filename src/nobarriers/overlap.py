@@ -21,13 +21,10 @@ itself) is 1 unless the minimum has no errors (then 0 by the same rule).
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
-
 import numpy as np
 
 from .errors import ConfigError
-from .runtime import atomic_path
+from .formats.csv_tables import frame_records, read_csv, write_csv
 
 METRICS = ("smaller", "jaccard")
 DEFAULT_THRESHOLD = 0.7
@@ -91,7 +88,7 @@ def overlap_matrix(predictions: dict, labels) -> tuple[list, np.ndarray, np.ndar
     return seeds, jaccard, smaller
 
 
-def _check_metric(metric: str, threshold: float) -> None:
+def check_metric(metric: str, threshold: float) -> None:
     if metric not in METRICS:
         raise ConfigError(f"overlap metric {metric!r}: choose one of {', '.join(METRICS)}")
     if not 0 <= float(threshold) <= 1:
@@ -116,183 +113,40 @@ def flag_pairs(
     metric: str = "smaller",
 ) -> list[dict]:
     """Pairs whose overlap (``metric``) is strictly above ``threshold``, highest first."""
-    _check_metric(metric, threshold)
+    check_metric(metric, threshold)
     rows = [r for r in pair_table(predictions, labels) if r[metric] > threshold]
     return sorted(rows, key=lambda r: -r[metric])
 
 
+OVERLAP_COLUMNS = ["seed_a", "seed_b", "n_a", "n_b", "n_both", "jaccard", "smaller",
+                   "above_threshold"]  # fmt: skip
+_OVERLAP_TYPES = {
+    **{c: "int" for c in ("seed_a", "seed_b", "n_a", "n_b", "n_both")},
+    "above_threshold": "bool",
+}
+
+
 def write_overlap_csv(
-    path,
-    predictions: dict,
-    labels,
-    threshold: float = DEFAULT_THRESHOLD,
-    metric: str = "smaller",
-    matrix_path=None,
+    path, predictions: dict, labels, threshold: float = DEFAULT_THRESHOLD, metric: str = "smaller"
 ) -> list[dict]:
-    """Write the long-format table (seed_a, seed_b, n_a, n_b, n_both, jaccard, smaller,
-    above_threshold) to ``path`` and, if given, the ``metric`` matrix (seeds as row and column
-    labels) to ``matrix_path``. Returns the rows."""
-    _check_metric(metric, threshold)
-    rows = pair_table(predictions, labels)
-    fields = ["seed_a", "seed_b", "n_a", "n_b", "n_both", "jaccard", "smaller", "above_threshold"]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        for row in rows:
-            row["above_threshold"] = bool(row[metric] > threshold)
-            writer.writerow(
-                {
-                    **row,
-                    "jaccard": f"{row['jaccard']:.6f}",
-                    "smaller": f"{row['smaller']:.6f}",
-                    "above_threshold": str(row["above_threshold"]).lower(),
-                }
-            )
-    if matrix_path is not None:
-        seeds, jaccard, smaller = overlap_matrix(predictions, labels)
-        write_matrix_csv(matrix_path, seeds, smaller if metric == "smaller" else jaccard)
+    """Write one row per pair of minima (seed_a, seed_b, n_a, n_b, n_both, jaccard, smaller,
+    above_threshold) to ``path``; returns the rows."""
+    check_metric(metric, threshold)
+    rows = [
+        {**row, "above_threshold": bool(row[metric] > threshold)}
+        for row in pair_table(predictions, labels)
+    ]
+    write_csv(rows, OVERLAP_COLUMNS, path)
     return rows
+
+
+def read_overlap_csv(path) -> list[dict]:
+    """The rows of :func:`write_overlap_csv`, typed."""
+    return frame_records(read_csv(path, OVERLAP_COLUMNS, _OVERLAP_TYPES, "overlap"))
 
 
 def write_matrix_csv(path, seeds: list, matrix: np.ndarray) -> None:
     """A square CSV: header ``seed, <seeds...>``, one row per seed."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["seed", *seeds])
-        for s, row in zip(seeds, np.asarray(matrix), strict=True):
-            writer.writerow([s, *(f"{v:.6f}" for v in row)])
-
-
-def plot_overlap_heatmap(
-    path,
-    seeds: list,
-    matrix: np.ndarray,
-    threshold: float = DEFAULT_THRESHOLD,
-    title: str = "",
-    metric: str = "smaller",
-    metric_label: str | None = None,
-) -> None:
-    """Heatmap of a pairwise overlap matrix (``metric`` names it for the colorbar label);
-    off-diagonal cells above ``threshold`` are boxed in red.
-
-    The format follows the suffix of ``path`` (``.png`` or ``.pdf``).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    _check_metric(metric, threshold)
-    if metric_label is None:
-        metric_label = METRIC_LABELS[metric]
-    matrix = np.asarray(matrix, dtype=float)
-    k = len(seeds)
-    if matrix.shape != (k, k):
-        raise ConfigError(f"overlap heatmap {path}: matrix {matrix.shape} does not fit {k} seeds")
-    size = max(4.0, 0.45 * k + 2.5)
-    fig, ax = plt.subplots(figsize=(size + 1.0, size))
-    try:
-        im = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
-        ax.set_xticks(range(k), [str(s) for s in seeds])
-        ax.set_yticks(range(k), [str(s) for s in seeds])
-        ax.set_xlabel("minimum (seed)")
-        ax.set_ylabel("minimum (seed)")
-        cbar = fig.colorbar(im, ax=ax)
-        cbar.set_label(metric_label)
-        cbar.ax.axhline(threshold, color="red", linewidth=1.5)
-        flagged = False
-        for i in range(k):
-            for j in range(k):
-                above = i != j and matrix[i, j] > threshold
-                if above:
-                    ax.add_patch(
-                        Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2.0)
-                    )
-                    flagged = True
-                if k <= 12 or above:
-                    color = "white" if matrix[i, j] < 0.5 else "black"
-                    ax.text(
-                        j,
-                        i,
-                        f"{matrix[i, j]:.2f}",
-                        ha="center",
-                        va="center",
-                        color="red" if above else color,
-                        fontsize=7,
-                        fontweight="bold" if above else "normal",
-                    )
-        full_title = title or "misclassification overlap"
-        full_title += (
-            f"\n(red boxes: above {threshold:g})" if flagged else f"\n(no pair above {threshold:g})"
-        )
-        ax.set_title(full_title)
-        fig.tight_layout()
-        suffix = Path(path).suffix.lower().lstrip(".") or "png"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=suffix, dpi=150)
-    finally:
-        plt.close(fig)
-
-
-def overlap_report(
-    minimum_paths,
-    labels,
-    csv_path,
-    matrix_path=None,
-    plot_path=None,
-    threshold: float = DEFAULT_THRESHOLD,
-    metric: str = "smaller",
-    title: str = "",
-    expect_arch: str | None = None,
-    expect_dataset: str | None = None,
-    log=None,
-) -> list[dict]:
-    """Workflow entry point: read the minimum files, write the long CSV, the matrix CSV and the
-    heatmap, log the flagged pairs and return them (rows as in :func:`flag_pairs`)."""
-    import logging
-
-    from .train import load_minimum
-
-    logger = log or logging.getLogger("nobarriers")
-    _check_metric(metric, threshold)
-    predictions = {}
-    for path in minimum_paths:
-        m = load_minimum(path, expect_arch=expect_arch, expect_dataset=expect_dataset)
-        if m.seed in predictions:
-            raise ConfigError(f"minimum {path}: seed {m.seed} appears twice")
-        if m.predictions.shape[0] != len(labels):
-            raise ConfigError(
-                f"minimum {path}: {m.predictions.shape[0]} test predictions but the test set "
-                f"has {len(labels)} labels"
-            )
-        predictions[m.seed] = m.predictions
-    write_overlap_csv(csv_path, predictions, labels, threshold, metric, matrix_path=matrix_path)
-    seeds, jaccard, smaller = overlap_matrix(predictions, labels)
-    matrix = smaller if metric == "smaller" else jaccard
-    if plot_path is not None:
-        plot_overlap_heatmap(plot_path, seeds, matrix, threshold, title, metric=metric)
-    flagged = flag_pairs(predictions, labels, threshold, metric)
-    off = matrix[~np.eye(len(seeds), dtype=bool)] if len(seeds) > 1 else np.zeros(1)
-    logger.info(
-        "misclassification overlap (%s) of %d minima: max %.3f, mean %.3f; %d pair(s) above %g",
-        metric,
-        len(seeds),
-        float(off.max()),
-        float(off.mean()),
-        len(flagged),
-        threshold,
-    )
-    for row in flagged:
-        logger.warning(
-            "minima %s and %s share %d of their %d/%d misclassified test samples (%s %.3f > %g)",
-            row["seed_a"],
-            row["seed_b"],
-            row["n_both"],
-            row["n_a"],
-            row["n_b"],
-            metric,
-            row[metric],
-            threshold,
-        )
-    return flagged
+    rows = [{"seed": s, **dict(zip(map(str, seeds), map(float, r), strict=True))}
+            for s, r in zip(seeds, np.asarray(matrix), strict=True)]  # fmt: skip
+    write_csv(rows, ["seed", *map(str, seeds)], path)

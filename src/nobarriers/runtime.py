@@ -1,4 +1,5 @@
-"""Process-level runtime: threads, device choice, RNG state, atomic file writes, provenance."""
+"""Process-level runtime: threads, device choice, RNG states, bf16 autocast, atomic file writes,
+provenance."""
 
 from __future__ import annotations
 
@@ -9,13 +10,12 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import __version__
+from .version import VERSION
 
 log = logging.getLogger("nobarriers")
 
@@ -78,48 +78,71 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 <<
         return False
 
 
-def rng_state() -> dict:
-    """Every RNG state a run depends on (Python, NumPy, torch CPU and CUDA) as tensors/lists."""
+def capture_rng_state(generators: dict[str, torch.Generator] | None = None) -> dict:
+    """Every RNG state a run depends on -- Python, NumPy, torch CPU (and CUDA) and the given
+    named generators -- as tensors, numbers and strings only, so that a resume file holding it
+    loads with ``torch.load(weights_only=True)``."""
+    version, mt, gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state(legacy=True)
     state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": {
+            "version": int(version),
+            "state": torch.tensor(mt, dtype=torch.int64),
+            "gauss": gauss,
+        },
+        "numpy": {
+            "name": str(np_name),
+            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_cached),
+        },
         "torch": torch.get_rng_state(),
+        "generators": {name: g.get_state() for name, g in (generators or {}).items()},
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
     return state
 
 
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+def restore_rng_state(state: dict, generators: dict[str, torch.Generator] | None = None) -> None:
+    """Undo :func:`capture_rng_state`: restore every RNG, the named generators included."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
+    npst = state["numpy"]
+    np.random.set_state(
+        (
+            npst["name"],
+            npst["keys"].numpy().astype(np.uint32),
+            npst["pos"],
+            npst["has_gauss"],
+            npst["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    for name, g in (generators or {}).items():
+        g.set_state(state["generators"][name])
+
+
+def autocast_bf16(device: torch.device, enabled: bool):
+    """``torch.autocast`` to bfloat16 on ``device`` if ``enabled``, else a no-op context (the
+    GPU speed option of training and NEB steps; evaluation always runs in float32)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
+def full_precision(t: torch.Tensor) -> torch.Tensor:
+    """Half-precision outputs (bf16 autocast) as float32 for the loss; others unchanged."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``.
-
-    A job killed while writing leaves the previous file (or none) intact, never a torn one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def git_revision() -> str:
@@ -147,4 +170,4 @@ def git_revision() -> str:
 
 def provenance() -> dict:
     """Evidence every result file records: package version and code revision."""
-    return {"version": __version__, "git_revision": git_revision(), "torch": torch.__version__}
+    return {"version": VERSION, "git_revision": git_revision(), "torch": torch.__version__}

@@ -1,5 +1,5 @@
-from nobarriers.jobs import autoneb_job
 from nobarriers.progress import setup_logging
+from nobarriers.stages.paths import autoneb_job
 
 setup_logging(snakemake.log[0])
 autoneb_job(
@@ -8,9 +8,7 @@ autoneb_job(
     minimum_b=snakemake.input.b,
     out_path=snakemake.output[0],
     state_path=snakemake.params.state,
-    config_hash=snakemake.params.config_hash,
-    minima_hash=snakemake.params.minima_hash,
-    data_dir=snakemake.params.data_dir,
-    device=snakemake.params.device,
+    data_dir=snakemake.config["data_dir"],
+    device=snakemake.config["device"],
     threads=snakemake.threads,
 )

@@ -1,5 +1,5 @@
-from nobarriers.jobs import mst_paths_job
 from nobarriers.progress import setup_logging
+from nobarriers.stages.evaluation import mst_paths_job
 
 setup_logging(snakemake.log[0])
 mst_paths_job(

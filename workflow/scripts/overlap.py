@@ -1,13 +1,15 @@
-from nobarriers.jobs import overlap_job
 from nobarriers.progress import setup_logging
+from nobarriers.stages.overlap import overlap_job
 
 setup_logging(snakemake.log[0])
 overlap_job(
+    row=snakemake.params.row,
     minima_paths=snakemake.input.minima,
-    dataset=snakemake.wildcards.dataset,
-    data_dir=snakemake.params.data_dir,
-    outputs=dict(snakemake.output.items()),
+    data_dir=snakemake.config["data_dir"],
+    pairs_csv=snakemake.output.pairs,
+    matrix_csv=snakemake.output.matrix,
+    png=snakemake.output.png,
+    pdf=snakemake.output.pdf,
     threshold=snakemake.params.threshold,
     metric=snakemake.params.metric,
-    config_hash=snakemake.params.config_hash,
 )

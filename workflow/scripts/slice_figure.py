@@ -1,17 +1,16 @@
-from nobarriers.jobs import slice_job
 from nobarriers.progress import setup_logging
+from nobarriers.stages.report import slice_job
 
 setup_logging(snakemake.log[0])
 slice_job(
     row=snakemake.params.row,
     landscape_json=snakemake.input.landscape,
     mst_json=snakemake.input.mst,
-    outputs=dict(snakemake.output.items()),
+    png=snakemake.output.slice_png,
+    pdf=snakemake.output.slice_pdf,
     resolution=snakemake.params.resolution,
     margin=snakemake.params.margin,
-    path_hash=snakemake.params.path_hash,
-    config_hash=snakemake.params.config_hash,
-    data_dir=snakemake.params.data_dir,
-    device=snakemake.params.device,
+    data_dir=snakemake.config["data_dir"],
+    device=snakemake.config["device"],
     threads=snakemake.threads,
 )

@@ -1,5 +1,5 @@
-from nobarriers.jobs import table_row_job
 from nobarriers.progress import setup_logging
+from nobarriers.stages.report import table_row_job
 
 setup_logging(snakemake.log[0])
 table_row_job(
@@ -10,6 +10,4 @@ table_row_job(
     overlap_csv=snakemake.input.overlap,
     out_row_json=snakemake.output.row,
     out_pairs_csv=snakemake.output.pairs,
-    minima_hash=snakemake.params.minima_hash,
-    config_hash=snakemake.params.config_hash,
 )

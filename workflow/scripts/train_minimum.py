@@ -1,5 +1,5 @@
-from nobarriers.jobs import train_job
 from nobarriers.progress import setup_logging
+from nobarriers.stages.minima import train_job
 
 setup_logging(snakemake.log[0])
 train_job(
@@ -7,8 +7,7 @@ train_job(
     seed=int(snakemake.wildcards.seed),
     out_path=snakemake.output[0],
     checkpoint=snakemake.params.checkpoint,
-    config_hash=snakemake.params.config_hash,
-    data_dir=snakemake.params.data_dir,
-    device=snakemake.params.device,
+    data_dir=snakemake.config["data_dir"],
+    device=snakemake.config["device"],
     threads=snakemake.threads,
 )

@@ -22,20 +22,11 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import ConfigError
-from ..model_names import MODEL_NAMES, PATTERNS, check_model_name, describe
+from ..model_names import describe
 from .cnn import CNN
 from .densenet import DenseNet
 from .mlp import MLP
 from .resnet import CifarResNet
-
-__all__ = [
-    "MODEL_NAMES",
-    "PATTERNS",
-    "build_model",
-    "check_model_name",
-    "describe",
-    "parameter_count",
-]
 
 
 def build_model(name: str, num_classes: int, input_shape) -> nn.Module:

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Install the shipped SLURM profile (profiles/slurm) as your Snakemake profile ``slurm``.
 
-    python scripts/install_slurm_profile.py            # -> ~/.config/snakemake/slurm
-    python scripts/install_slurm_profile.py --force    # overwrite an edited copy
-    python scripts/install_slurm_profile.py --dest DIR # somewhere else
+    python tools/install_slurm_profile.py            # -> ~/.config/snakemake/slurm
+    python tools/install_slurm_profile.py --force    # overwrite an edited copy
+    python tools/install_slurm_profile.py --dest DIR # somewhere else
 
 Afterwards ``snakemake --profile slurm`` (run in the repository root) uses it. The target folder
 is the one Snakemake searches for profiles: ``$XDG_CONFIG_HOME/snakemake`` (default

@@ -15,7 +15,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,12 @@ import h5py
 import numpy as np
 import torch
 
-from .errors import FileFormatError
-from .runtime import atomic_path, provenance
+from ..atomic import atomic_path
+from ..errors import FileFormatError
+from ..runtime import provenance
 
 PATH_FORMAT = "path/1"
 EVALUATION_FORMAT = "path-evaluation/1"
-METRICS = ("train_loss", "train_error", "test_loss", "test_error")
 CYCLE_ARRAYS = ("t", "loss", "pivot_loss", "inserted")
 CYCLE_ATTRS = ("cycle", "steps", "lr", "n_pivots", "saddle_loss", "wall_s")
 _CHUNK_MAX = 1 << 20  # elements per chunk along a pivot row (4 MiB of float32)
@@ -58,7 +58,6 @@ _RESERVED = frozenset(
 __all__ = [
     "PATH_FORMAT",
     "EVALUATION_FORMAT",
-    "METRICS",
     "PathCycle",
     "PathRecord",
     "EvaluationRecord",
@@ -189,7 +188,7 @@ def _write_root_attrs(
         "seed": int(seed),
         "dataset": str(dataset),
         "arch": str(arch),
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     attrs.update({k: str(v) for k, v in provenance().items()})
     for key, value in (extra_attrs or {}).items():
@@ -299,9 +298,9 @@ def write_evaluation(
     """Write the dense evaluation of a path (and of the straight segment) atomically.
 
     ``dense`` / ``line``: ``{"t": [M], metric: [M], ...}`` as returned by
-    ``evaluate.evaluate_path`` / ``evaluate_line`` (metrics usually ``METRICS``); ``line`` may be
-    None. Each curve is stored float64; the maximum of every metric is stored as the group
-    attribute ``saddle_<metric>``.
+    ``evaluate.evaluate_path`` / ``evaluate_line`` (usually :data:`nobarriers.metrics.METRICS`);
+    ``line`` may be None. Each curve is stored float64; the maximum of every metric is stored as
+    the group attribute ``saddle_<metric>``.
     """
     filename = Path(filename)
     groups = {"dense": dense, "line": line}

@@ -1,0 +1,231 @@
+"""The workflow's JSON files, one typed record each, with its reader and writer.
+
+=================  =====================================================  =====================
+record             file                                                   written by rule
+=================  =====================================================  =====================
+DatasetRecord      ``data/<dataset>.json``                                ``prepare_dataset``
+RoundRecord        ``<row>/rounds/max<M>-per<P>/<r>.json``                ``select_pairs``
+LandscapeRecord    ``<row>/rounds/max<M>-per<P>/landscape.json``          ``landscape``
+MSTPathsRecord     ``<row>/rounds/max<M>-per<P>/mst_paths.json``          ``mst_paths``
+TableRow           ``<row>/table_row.json``                               ``table_row``
+=================  =====================================================  =====================
+
+Nothing else parses these files. JSON has no infinity and only string keys: the records turn
+``inf`` bounds into ``null`` and integer ids into strings on writing, and back on reading.
+Torch-free: the Snakefile reads rounds and landscapes while it plans the jobs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from ..atomic import atomic_path
+from ..errors import FileFormatError
+
+
+def _write_json(path, payload: dict) -> None:
+    """Write ``payload`` (sorted keys) atomically: a killed job leaves the old file or none."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def _read_json(path, kind: str) -> dict:
+    try:
+        payload = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FileFormatError(f"{kind} {path}: file not found") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise FileFormatError(f"{kind} {path}: not readable JSON ({err})") from None
+    if not isinstance(payload, dict):
+        raise FileFormatError(f"{kind} {path}: not a JSON object")
+    return payload
+
+
+class _Record:
+    """A dataclass stored as one JSON object: ``write(path)`` / ``read(path)``."""
+
+    KIND = "record"
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, payload: dict):
+        return cls(**payload)
+
+    def write(self, path) -> None:
+        _write_json(path, self.to_json())
+
+    @classmethod
+    def read(cls, path):
+        payload = _read_json(path, cls.KIND)
+        names = {f.name for f in fields(cls)}
+        required = {
+            f.name
+            for f in fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        missing = sorted(required - set(payload))
+        if missing:
+            raise FileFormatError(f"{cls.KIND} {path}: missing field(s) {', '.join(missing)}")
+        try:
+            return cls.from_json({k: v for k, v in payload.items() if k in names})
+        except (TypeError, ValueError, KeyError) as err:
+            raise FileFormatError(f"{cls.KIND} {path}: malformed content ({err})") from None
+
+
+@dataclass
+class DatasetRecord(_Record):
+    """What a prepared dataset holds, as evidence for the jobs that use it."""
+
+    KIND = "dataset record"
+    dataset: str
+    num_classes: int
+    input_shape: list[int]
+    n_train: int
+    n_test: int
+    provenance: dict = field(default_factory=dict)
+
+
+@dataclass
+class RoundRecord(_Record):
+    """The pairs Algorithm 3 chose in one round (an empty list ends the loop)."""
+
+    KIND = "round record"
+    round: int
+    pairs: list[tuple[int, int]]
+    computed_before: int
+    max_paths: int
+    pairs_per_round: int
+    config_hash: str
+
+    @classmethod
+    def from_json(cls, payload: dict):
+        payload = dict(payload)
+        payload["pairs"] = [(int(a), int(b)) for a, b in payload["pairs"]]
+        return cls(**payload)
+
+    def to_json(self) -> dict:
+        payload = dataclasses.asdict(self)
+        payload["pairs"] = [[int(a), int(b)] for a, b in self.pairs]
+        return payload
+
+
+@dataclass
+class LandscapeRecord(_Record):
+    """The minimum spanning tree of the computed paths, the ultrametric bounds on every pair
+    and the single-linkage merges (the disconnectivity graph)."""
+
+    KIND = "landscape record"
+    nodes: list[int]
+    minimum_loss: dict[int, float]
+    computed: dict[tuple[int, int], float]
+    mst: list[tuple[int, int, float]]
+    bounds: list[list[float]]
+    merges: list[tuple[int, int, float, int]]
+    config_hash: str
+    provenance: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "nodes": [int(n) for n in self.nodes],
+            "minimum_loss": {str(k): float(v) for k, v in self.minimum_loss.items()},
+            "computed": [[int(a), int(b), float(s)] for (a, b), s in sorted(self.computed.items())],
+            "mst": [[int(a), int(b), float(s)] for a, b, s in self.mst],
+            "bounds": [[float(x) if math.isfinite(x) else None for x in r] for r in self.bounds],
+            "merges": [[int(a), int(b), float(h), int(n)] for a, b, h, n in self.merges],
+            "config_hash": self.config_hash,
+            **self.provenance,
+        }
+
+    @classmethod
+    def from_json(cls, payload: dict):
+        return cls(
+            nodes=[int(n) for n in payload["nodes"]],
+            minimum_loss={int(k): float(v) for k, v in payload["minimum_loss"].items()},
+            computed={(int(a), int(b)): float(s) for a, b, s in payload["computed"]},
+            mst=[(int(a), int(b), float(s)) for a, b, s in payload["mst"]],
+            bounds=[[math.inf if x is None else float(x) for x in r] for r in payload["bounds"]],
+            merges=[(int(a), int(b), float(h), int(n)) for a, b, h, n in payload["merges"]],
+            config_hash=payload["config_hash"],
+            provenance={
+                k: payload[k] for k in ("version", "git_revision", "torch") if k in payload
+            },
+        )
+
+    @classmethod
+    def read(cls, path):
+        payload = _read_json(path, cls.KIND)
+        missing = [f for f in ("nodes", "minimum_loss", "computed", "mst", "bounds", "merges",
+                               "config_hash") if f not in payload]  # fmt: skip
+        if missing:
+            raise FileFormatError(f"{cls.KIND} {path}: missing field(s) {', '.join(missing)}")
+        try:
+            return cls.from_json(payload)
+        except (TypeError, ValueError, KeyError) as err:
+            raise FileFormatError(f"{cls.KIND} {path}: malformed content ({err})") from None
+
+    @property
+    def mst_pairs(self) -> list[tuple[int, int]]:
+        """The MST's edges as ``(min, max)`` pairs, in the tree's order."""
+        return [tuple(sorted((a, b))) for a, b, _ in self.mst]
+
+
+@dataclass
+class MSTPathsRecord(_Record):
+    """The path files of the final MST and their dense evaluations, for the report jobs."""
+
+    KIND = "MST path list"
+    evaluated: list[str]
+    paths: list[str]
+
+    def to_json(self) -> dict:
+        return {
+            "evaluated": [str(p) for p in self.evaluated],
+            "paths": [str(p) for p in self.paths],
+        }
+
+
+@dataclass
+class TableRow(_Record):
+    """One row of Table B.1 (definitions: :mod:`nobarriers.report.table`). Errors are
+    fractions, ``delta`` is in percentage points."""
+
+    KIND = "table row"
+    dataset: str
+    architecture: str
+    train_min: float
+    train_sadd: float
+    factor: float
+    epoch: int | None
+    epoch_fraction: float | None
+    epoch_in_last_phase: bool | None
+    epochs_total: int
+    test_min: float
+    test_sadd: float
+    test_error_min: float
+    test_error_sadd: float
+    delta: float
+    train_error_min: float
+    train_error_sadd: float
+    train_min_std: float
+    train_sadd_std: float
+    test_min_std: float
+    test_sadd_std: float
+    test_error_min_std: float
+    test_error_sadd_std: float
+    max_rel_std: float
+    n_minima: int
+    n_edges: int
+    n_paths: int
+    n_edges_sadd_below_min: int
+    n_overlap_flagged: int
+    config_hash: str | None
+
+
+#: the columns of Table B.1, in the table's order
+TABLE_B1_COLUMNS = [f.name for f in fields(TableRow)]

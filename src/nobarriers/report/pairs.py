@@ -1,0 +1,117 @@
+"""The per-pair table ``pairs.csv``: one row per computed path of a row.
+
+Columns: the pair and its minima's training losses, the AutoNEB saddle, MST membership, the
+ultrametric upper bound (``landscape.ultrametric_bounds``), and, where evaluated, the maxima of
+every metric along the dense exact-BN evaluation of the path and along the straight line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ..formats.csv_tables import frame_records, read_csv, write_csv
+from ..metrics import METRICS
+from .learning_curves import field_of
+
+PAIR_DETAIL_COLUMNS = [
+    "dataset",
+    "architecture",
+    "i",
+    "j",
+    "min_i_train_loss",
+    "min_j_train_loss",
+    "autoneb_saddle_train_loss",
+    "on_mst",
+    "ultrametric_bound",
+    "dense_train_loss",
+    "dense_train_error",
+    "dense_test_loss",
+    "dense_test_error",
+    "linear_train_loss",
+    "linear_train_error",
+    "linear_test_loss",
+    "linear_test_error",
+    "config_hash",
+]
+
+_PAIR_TYPES = {
+    **{c: "str" for c in ("dataset", "architecture", "config_hash")},
+    "i": "int",
+    "j": "int",
+    "on_mst": "bool",
+}
+
+
+def _pair(key) -> tuple:
+    i, j = key
+    return (i, j) if i < j else (j, i)
+
+
+def _lookup(mapping: Mapping | None, pair: tuple):
+    if not mapping:
+        return None
+    if pair in mapping:
+        return mapping[pair]
+    return mapping.get((pair[1], pair[0]))
+
+
+def pair_details(
+    dataset: str,
+    arch: str,
+    computed: Mapping[tuple, float],
+    mst_edges: Sequence[tuple],
+    *,
+    minimum_loss: Mapping | None = None,
+    bounds: tuple,
+    dense: Mapping[tuple, Mapping] | None = None,
+    linear: Mapping[tuple, Mapping] | None = None,
+    config_hash: str | None = None,
+) -> list[dict]:
+    """One row per computed path (columns: ``PAIR_DETAIL_COLUMNS``), sorted by pair.
+
+    ``computed[(i, j)]``: saddle train loss of the AutoNEB run (last cycle); ``mst_edges``:
+    ``[(i, j, saddle)]`` (``landscape.minimum_spanning_tree``); ``minimum_loss[seed]``: train loss
+    of each minimum; ``bounds``: ``(nodes, matrix)`` of ``landscape.ultrametric_bounds``;
+    ``dense[(i, j)]`` / ``linear[(i, j)]``: the maxima
+    ``{train_loss, train_error, test_loss, test_error}`` along the densely evaluated path / the
+    straight segment (MST edges only, or any pair that has them). Missing values stay empty.
+    """
+    on_mst = {_pair((a, b)) for a, b, _ in mst_edges}
+    nodes, matrix = bounds
+    index = {n: k for k, n in enumerate(nodes)}
+    matrix = np.asarray(matrix, dtype=float)
+    rows = []
+    for key in sorted({_pair(k) for k in computed}):
+        i, j = key
+        bound = float(matrix[index[i], index[j]])
+        row = {
+            "dataset": dataset,
+            "architecture": arch,
+            "i": i,
+            "j": j,
+            "min_i_train_loss": None if minimum_loss is None else float(minimum_loss[i]),
+            "min_j_train_loss": None if minimum_loss is None else float(minimum_loss[j]),
+            "autoneb_saddle_train_loss": float(_lookup(computed, key)),
+            "on_mst": key in on_mst,
+            "ultrametric_bound": bound,
+            "config_hash": config_hash,
+        }
+        for prefix, source in [("dense", dense), ("linear", linear)]:
+            values = _lookup(source, key)
+            for metric in METRICS:
+                v = None if values is None else field_of(values, metric)
+                row[f"{prefix}_{metric}"] = None if v is None else float(v)
+        rows.append(row)
+    return rows
+
+
+def write_pair_details(rows: Sequence[Mapping], csv_path) -> None:
+    """CSV of :func:`pair_details` rows (full precision)."""
+    write_csv(list(rows), PAIR_DETAIL_COLUMNS, csv_path)
+
+
+def read_pair_details(csv_path) -> list[dict]:
+    """Rows of a pair-detail CSV, typed (pair ids as int, ``on_mst`` as bool)."""
+    return frame_records(read_csv(csv_path, PAIR_DETAIL_COLUMNS, _PAIR_TYPES, "pair detail"))

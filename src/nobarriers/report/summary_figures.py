@@ -1,0 +1,163 @@
+"""Figures over rows: Figure 5 (minimum and saddle losses per architecture) and Figure 6 (the
+learning curves against the saddle level)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+from .labels import arch_family, arch_label, dataset_label
+from .learning_curves import field_of, lr_decay_epochs, mean_learning_curve
+from .style import TEST_COLOR, TRAIN_COLOR, save_figure, source_note
+from .style import new_figure as _figure
+from .style import styled as _styled
+
+DEFAULT_NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "digits": 10}
+
+
+# --------------------------------------------------------------------------- Figure 5
+
+
+@_styled
+def plot_min_vs_saddle(
+    rows: Sequence[Mapping],
+    png,
+    pdf,
+    *,
+    num_classes: Mapping[str, int] | None = None,
+    title: str = "Minimum and saddle losses per architecture",
+    config_hash: str | None = None,
+):
+    """Figure 5: minimum (square) and saddle (circle) losses per architecture, train (orange) and
+    test (blue), log y, one panel per dataset, architectures grouped by family.
+
+    ``rows``: Table B.1 rows (``dataset``, ``architecture``, ``train_min``, ``train_sadd``,
+    ``test_min``, ``test_sadd``; the ``*_std`` columns, if present, give error bars). The untrained
+    reference ``ln(num_classes)`` is drawn per dataset (``num_classes``: dataset -> classes;
+    defaults for cifar10 / cifar100 / digits).
+    """
+    if not rows:
+        raise ConfigError(f"{png}: no table rows to plot")
+    classes = {**DEFAULT_NUM_CLASSES, **(num_classes or {})}
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    widths = [len([r for r in rows if r["dataset"] == d]) for d in datasets]
+    fig = _figure(max(5.0, 0.55 * sum(widths) + 2.2 * len(datasets)), 4.6)
+    axes = fig.subplots(1, len(datasets), squeeze=False, width_ratios=[w + 1 for w in widths])[0]
+    for ax, ds in zip(axes, datasets, strict=True):
+        sub = [r for r in rows if r["dataset"] == ds]
+        families = list(dict.fromkeys(arch_family(r["architecture"]) for r in sub))
+        sub.sort(key=lambda r: families.index(arch_family(r["architecture"])))
+        x = np.arange(len(sub))
+        for metric, color in [("train", TRAIN_COLOR), ("test", TEST_COLOR)]:
+            for kind, marker, dx in [("min", "s", -0.12), ("sadd", "o", 0.12)]:
+                y = np.array([float(r[f"{metric}_{kind}"]) for r in sub])
+                err = [r.get(f"{metric}_{kind}_std") for r in sub]
+                yerr = None
+                if not any(e is None for e in err):
+                    e = np.array(err, dtype=float)
+                    yerr = np.stack([np.minimum(e, 0.9 * y), e])  # stay positive on log y
+                ax.errorbar(
+                    x + dx,
+                    y,
+                    yerr=yerr,
+                    fmt=marker,
+                    color=color,
+                    mfc=color if kind == "sadd" else "white",
+                    ms=7,
+                    capsize=2,
+                    label=f"{metric} {'minimum' if kind == 'min' else 'saddle'}",
+                )
+        # family separators and labels
+        fams = [arch_family(r["architecture"]) for r in sub]
+        for k in range(1, len(fams)):
+            if fams[k] != fams[k - 1]:
+                ax.axvline(k - 0.5, color="0.6", ls=":", lw=1)
+        if ds in classes:
+            ref = math.log(classes[ds])
+            ax.axhline(ref, color="0.3", ls="--", lw=1, label="untrained (ln #classes)")
+            ax.annotate(
+                f"untrained: ln {classes[ds]} = {ref:.2f}",
+                (0.02, ref),
+                xycoords=("axes fraction", "data"),
+                xytext=(0, -3),
+                textcoords="offset points",
+                va="top",
+                fontsize=8,
+                color="0.3",
+            )
+        ax.set_xticks(x, [arch_label(r["architecture"]) for r in sub], rotation=45, ha="right")
+        ax.set_xlim(-0.6, len(sub) - 0.4)
+        ax.set_yscale("log")
+        ax.set_title(dataset_label(ds))
+        ax.set_xlabel("architecture")
+        ax.grid(alpha=0.3, axis="y", which="both")
+    axes[0].set_ylabel("cross-entropy loss (nats)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower left", ncol=3, fontsize=8)
+    fig.suptitle(title)
+    return save_figure(fig, png, pdf, source_note(config_hash))
+
+
+# --------------------------------------------------------------------------- Figure 6
+
+
+@_styled
+def plot_learning_curves(
+    histories: Sequence[Sequence[Mapping]],
+    saddle_level: float,
+    png,
+    pdf,
+    title: str,
+    *,
+    key: str = "train_loss",
+    crossing: int | None = None,
+    lr_decays: Sequence[int] | None = None,
+    log_y: bool = True,
+    config_hash: str | None = None,
+):
+    """Figure 6: per-epoch training loss of each minimum (thin) and their mean (thick), the mean
+    saddle train loss (horizontal line), the crossing epoch (vertical line) and the learning rate
+    phases (shaded; from the histories' ``lr`` unless ``lr_decays`` is given).
+
+    ``histories``: one list per minimum of ``{epoch, train_loss, lr?}``. ``crossing``: default =
+    the first epoch at which the mean falls below ``saddle_level`` (as in Table B.1).
+    """
+    epochs, mean = mean_learning_curve(histories, key)
+    if crossing is None:
+        below = np.nonzero(mean < float(saddle_level))[0]
+        crossing = int(epochs[below[0]]) if below.size else None
+    decays = list(lr_decays) if lr_decays is not None else lr_decay_epochs(histories[0])
+    fig = _figure(6.4, 4.2)
+    ax = fig.subplots()
+    for k, hist in enumerate(histories):
+        h = sorted(hist, key=lambda e: int(field_of(e, "epoch")))
+        ax.plot(
+            [int(field_of(e, "epoch")) for e in h],
+            [float(field_of(e, key)) for e in h],
+            color="tab:orange",
+            lw=0.7,
+            alpha=0.45,
+            label="minima" if k == 0 else None,
+        )
+    ax.plot(epochs, mean, color="tab:red", lw=2.2, label=f"mean of {len(histories)}")
+    ax.axhline(saddle_level, color="k", ls="--", lw=1.2, label=f"mean saddle {saddle_level:.4g}")
+    bounds = [epochs.min() - 0.5, *[d - 0.5 for d in decays], epochs.max() + 0.5]
+    for k in range(len(bounds) - 1):
+        if k % 2 == 1:
+            ax.axvspan(bounds[k], bounds[k + 1], color="0.9", zorder=0)
+    for d in decays:
+        ax.axvline(d - 0.5, color="0.5", lw=0.8)
+    if crossing is not None:
+        ax.axvline(crossing, color="tab:green", lw=1.5, label=f"crossing: epoch {crossing}")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss (nats, no augmentation)")
+    ax.set_xlim(epochs.min() - 0.5, epochs.max() + 0.5)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="upper right")
+    ax.set_title(title + ("" if not decays else "  (shading: learning-rate phases)"), fontsize=11)
+    return save_figure(fig, png, pdf, source_note(config_hash))

@@ -1,0 +1,34 @@
+"""The data stage: make a dataset available and record what it holds."""
+
+from __future__ import annotations
+
+import logging
+
+from ..data import load_dataset, prepare_dataset
+from ..formats.records import DatasetRecord
+from ..runtime import provenance
+
+log = logging.getLogger("nobarriers")
+
+
+def prepare_dataset_job(dataset: str, data_dir, out_json) -> DatasetRecord:
+    """Download (CIFAR) or check (digits) a dataset once; record its shape as evidence."""
+    prepare_dataset(dataset, data_dir)
+    data = load_dataset(dataset, data_dir)
+    record = DatasetRecord(
+        dataset=dataset,
+        num_classes=data.num_classes,
+        input_shape=list(data.input_shape),
+        n_train=int(data.x_train.shape[0]),
+        n_test=int(data.x_test.shape[0]),
+        provenance=provenance(),
+    )
+    record.write(out_json)
+    log.info(
+        "dataset %s ready: %d train / %d test samples, %d classes",
+        dataset,
+        record.n_train,
+        record.n_test,
+        record.num_classes,
+    )
+    return record

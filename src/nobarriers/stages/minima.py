@@ -1,0 +1,23 @@
+"""The minima stage: train one minimum of a row."""
+
+from __future__ import annotations
+
+from ..config import stage_hash
+from ..train import train_minimum
+from .common import start_compute_job
+
+
+def train_job(row: dict, seed: int, out_path, checkpoint, data_dir, device, threads) -> dict:
+    """Train one minimum (resumes from ``checkpoint``); ends with its exact-BN evaluation.
+    ``row``: the row's ``minima`` stage settings."""
+    chosen, data = start_compute_job(row["dataset"], data_dir, device, threads)
+    return train_minimum(
+        row["arch"],
+        data,
+        row["recipe"],
+        int(seed),
+        out_path,
+        checkpoint,
+        config_hash=stage_hash(row, "minima"),
+        device=chosen,
+    )

@@ -1,0 +1,239 @@
+"""The report stage: a row of Table B.1 and its pair table, Table B.1 itself with Figure 5, the
+figures of one row, and the Figure 1-style slice."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from ..config import stage_hash
+from ..errors import FileFormatError
+from ..evaluate import evaluate_point
+from ..formats.csv_tables import records
+from ..formats.pathfile import EvaluationRecord, read_evaluation, read_path
+from ..formats.records import LandscapeRecord, MSTPathsRecord, TableRow
+from ..models import build_model
+from ..overlap import read_overlap_csv
+from ..progress import Progress
+from ..report import landscape_figures, path_figures, summary_figures
+from ..report.labels import arch_label, dataset_label
+from ..report.pairs import pair_details, read_pair_details, write_pair_details
+from ..report.table import table_b1_row, write_table_b1
+from .common import load_row_minima, start_compute_job
+
+log = logging.getLogger("nobarriers")
+
+
+def _evaluations(evaluated_files, row: dict) -> dict[tuple, EvaluationRecord]:
+    expected = stage_hash(row, "evaluation")
+    out = {}
+    for f in evaluated_files:
+        record = read_evaluation(f, expect_config_hash=expected)
+        out[tuple(sorted(map(int, record.endpoints)))] = record
+    return out
+
+
+def _highest_mst_path(landscape: LandscapeRecord, path_files, row: dict):
+    """The MST edge with the highest saddle (the path that decides the row's barrier) and its
+    path file, read with pivots; the pair is the one the file stores."""
+    a, b, _ = max(landscape.mst, key=lambda e: e[2])
+    expected = stage_hash(row, "paths")
+    for p in path_files:
+        if tuple(sorted(map(int, read_path(p, load_pivots=False).endpoints))) == (a, b):
+            return (a, b), read_path(p, load_pivots=True, expect_config_hash=expected)
+    raise FileFormatError(f"no path file of the MST edge {a}-{b} among {list(path_files)}")
+
+
+def table_row_job(
+    row: dict, minima_paths, landscape_json, mst_json, overlap_csv, out_row_json, out_pairs_csv
+) -> TableRow:
+    """One row of Table B.1 (mean over minima / MST edges) and the per-pair detail table.
+    ``row``: the row's ``evaluation`` stage settings."""
+    minima = load_row_minima(minima_paths, row)
+    landscape = LandscapeRecord.read(landscape_json)
+    evaluations = _evaluations(MSTPathsRecord.read(mst_json).evaluated, row)
+    missing = [(a, b) for a, b, _ in landscape.mst if (a, b) not in evaluations]
+    if missing:
+        raise FileFormatError(f"{landscape_json}: MST edges {missing} have no dense evaluation")
+    saddles = [{"a": a, "b": b, **evaluations[(a, b)].saddles} for a, b, _ in landscape.mst]
+    flagged = sum(r["above_threshold"] == "True" for r in read_overlap_csv(overlap_csv))
+    config_hash = stage_hash(row, "evaluation")
+    table_row = table_b1_row(
+        row["dataset"],
+        row["arch"],
+        [
+            {"seed": m.seed, **{k: float(v) for k, v in m.metrics.items()}, "history": m.history}
+            for m in minima
+        ],
+        saddles,
+        epochs_total=row["recipe"]["epochs"],
+        n_paths=len(landscape.computed),
+        n_overlap_flagged=flagged,
+        config_hash=config_hash,
+    )
+    table_row.write(out_row_json)
+    details = pair_details(
+        row["dataset"],
+        row["arch"],
+        landscape.computed,
+        landscape.mst,
+        minimum_loss=landscape.minimum_loss,
+        bounds=(landscape.nodes, np.array(landscape.bounds)),
+        dense={pair: rec.saddles for pair, rec in evaluations.items()},
+        linear={pair: rec.line_saddles for pair, rec in evaluations.items()},
+        config_hash=config_hash,
+    )
+    write_pair_details(details, out_pairs_csv)
+    log.info(
+        "%s %s: train loss min %.4g, saddle %.4g (factor %.2f), test error min %.2f%%, "
+        "saddle %.2f%%",
+        row["dataset"],
+        row["arch"],
+        table_row.train_min,
+        table_row.train_sadd,
+        table_row.factor,
+        100 * table_row.test_error_min,
+        100 * table_row.test_error_sadd,
+    )
+    return table_row
+
+
+def table_b1_job(
+    row_jsons, pairs_csvs, csv, md, tex, pairs, fig5_png, fig5_pdf, expected_hashes: dict
+) -> None:
+    """Table B.1 (CSV, Markdown, LaTeX), all pair details, and Figure 5.
+    ``expected_hashes``: ``"dataset/arch"`` -> the row's evaluation config hash."""
+    rows = [TableRow.read(p) for p in row_jsons]
+    expected = {tuple(k.split("/")): v for k, v in expected_hashes.items()}
+    write_table_b1(rows, csv, md, tex, expected)
+    write_pair_details([d for p in pairs_csvs for d in read_pair_details(p)], pairs)
+    summary_figures.plot_min_vs_saddle(records(rows), fig5_png, fig5_pdf)
+
+
+def row_figures_job(
+    row: dict,
+    minima_paths,
+    row_json,
+    landscape_json,
+    mst_json,
+    cycles,
+    fig4_png,
+    fig4_pdf,
+    fig6_png,
+    fig6_pdf,
+    fig7_png,
+    fig7_pdf,
+    mst_png,
+    mst_pdf,
+    disconnectivity_png,
+    disconnectivity_pdf,
+) -> None:
+    """Figures 4, 6, 7, the MST and the disconnectivity graph of one row.
+    ``row``: the row's ``evaluation`` stage settings."""
+    minima = load_row_minima(minima_paths, row)
+    table_row = TableRow.read(row_json)
+    landscape = LandscapeRecord.read(landscape_json)
+    listing = MSTPathsRecord.read(mst_json)
+    evaluations = _evaluations(listing.evaluated, row)
+    config_hash = stage_hash(row, "evaluation")
+    label = f"{dataset_label(row['dataset'])} {arch_label(row['arch'])}"
+    (a, b), record = _highest_mst_path(landscape, listing.paths, row)
+    last = record.history[-1].cycle
+    path_figures.plot_path_cycles(
+        record.history,
+        [c if c <= last else -1 for c in cycles],
+        fig4_png,
+        fig4_pdf,
+        f"{label}: loss along path {a}-{b} during AutoNEB",
+        config_hash=config_hash,
+    )
+    summary_figures.plot_learning_curves(
+        [m.history for m in minima],
+        table_row.train_sadd,
+        fig6_png,
+        fig6_pdf,
+        f"{label}: learning curves",
+        config_hash=config_hash,
+    )
+    dense = evaluations[(a, b)].dense
+    path_figures.plot_parallel_coordinates(
+        record.pivots.numpy(),
+        None,
+        dense["t"],
+        dense["train_loss"],
+        fig7_png,
+        fig7_pdf,
+        title=f"{label}: parameters along path {a}-{b}",
+        config_hash=config_hash,
+    )
+    landscape_figures.plot_mst(
+        landscape.nodes,
+        landscape.minimum_loss,
+        landscape.mst,
+        mst_png,
+        mst_pdf,
+        f"{label}: minimum spanning tree of {len(landscape.computed)} paths",
+        config_hash=config_hash,
+    )
+    landscape_figures.plot_disconnectivity(
+        landscape.nodes,
+        landscape.minimum_loss,
+        landscape.merges,
+        disconnectivity_png,
+        disconnectivity_pdf,
+        f"{label}: disconnectivity graph",
+        config_hash=config_hash,
+    )
+
+
+def slice_job(
+    row: dict,
+    landscape_json,
+    mst_json,
+    png,
+    pdf,
+    resolution: int,
+    margin: float,
+    data_dir,
+    device,
+    threads,
+) -> None:
+    """Figure 1 style: training loss on the plane through both minima and the path's mean.
+    ``row``: the row's ``evaluation`` stage settings."""
+    chosen, data = start_compute_job(row["dataset"], data_dir, device, threads)
+    landscape = LandscapeRecord.read(landscape_json)
+    listing = MSTPathsRecord.read(mst_json)
+    (a, b), record = _highest_mst_path(landscape, listing.paths, row)
+    evaluation = _evaluations(listing.evaluated, row)[(a, b)]
+    pivots = record.pivots.double().numpy()
+    origin, end = pivots[0], pivots[-1]
+    basis = path_figures.plane_basis(origin, end, pivots.mean(axis=0))
+    path_uv = path_figures.project_to_plane(pivots, origin, basis)
+    grid_u, grid_v = path_figures.plane_grid(path_uv, n=resolution, margin=margin)
+    model = build_model(row["arch"], data.num_classes, data.input_shape).to(chosen)
+    loss = np.empty((len(grid_v), len(grid_u)))
+    progress = Progress(loss.size, "slice point")
+    batch_size = row["evaluation"]["batch_size"]
+    for iv, v in enumerate(grid_v):
+        for iu, u in enumerate(grid_u):
+            plane = path_figures.plane_point(origin, basis, u, v)
+            point = torch.as_tensor(plane, dtype=torch.float32)
+            loss[iv, iu] = evaluate_point(model, point, data, batch_size)["train_loss"]
+            progress.update(train_loss=float(loss[iv, iu]))
+    dense, line = evaluation.dense, evaluation.line
+    path_figures.plot_plane_slice(
+        grid_u,
+        grid_v,
+        loss,
+        path_uv,
+        path_uv[[0, -1]],
+        png,
+        pdf,
+        f"{dataset_label(row['dataset'])} {arch_label(row['arch'])}: training loss on the "
+        f"plane through minima {a}, {b} and the path mean",
+        path_profile=(dense["t"] / dense["t"].max(), dense["train_loss"]),
+        line_profile=(line["t"], line["train_loss"]),
+        config_hash=stage_hash(row, "evaluation"),
+    )
