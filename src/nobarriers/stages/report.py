@@ -58,7 +58,7 @@ def table_row_job(
     if missing:
         raise FileFormatError(f"{landscape_json}: MST edges {missing} have no dense evaluation")
     saddles = [{"a": a, "b": b, **evaluations[(a, b)].saddles} for a, b, _ in landscape.mst]
-    flagged = sum(r["above_threshold"] == "True" for r in read_overlap_csv(overlap_csv))
+    flagged = sum(r["above_threshold"] is True for r in read_overlap_csv(overlap_csv))
     config_hash = stage_hash(row, "evaluation")
     table_row = table_b1_row(
         row["dataset"],

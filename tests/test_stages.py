@@ -1,0 +1,223 @@
+"""The stage functions (one per workflow job) on a tiny digits row, without Snakemake.
+
+One module-scoped fixture runs the chain the rules run -- dataset, three minima, overlap, the
+rounds of Algorithm 3 with their AutoNEB paths, the landscape, the dense evaluation of the MST,
+the table row, Table B.1 and the figures -- in a temporary folder, in seconds; each test checks
+what one stage promises.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nobarriers.config import WorkflowConfig, stage_hash, stage_settings
+from nobarriers.errors import FileFormatError, NoBarriersError
+from nobarriers.formats.minimum import load_minimum
+from nobarriers.formats.pathfile import read_evaluation, read_path
+from nobarriers.formats.records import (
+    DatasetRecord,
+    LandscapeRecord,
+    MSTPathsRecord,
+    RoundRecord,
+    TableRow,
+)
+from nobarriers.overlap import read_overlap_csv
+from nobarriers.report.pairs import read_pair_details
+from nobarriers.report.table import read_table_b1
+from nobarriers.stages import data, evaluation, minima, overlap, paths, report
+
+CONFIG = {
+    "minima_per_arch": 3,
+    "recipes": {"digits": {"epochs": 3}},
+    "autoneb": {
+        "schedule": [{"steps": 8, "lr": 0.1}, {"steps": 8, "lr": 0.01}],
+        "batch_size": 64,
+        "eval_subset": 128,
+        "n_between": 3,
+        "mode": "loop",
+    },
+    "exploration": {"max_paths": 3, "pairs_per_round": 2},
+    "evaluation": {"n_between": 2, "line_points": 3, "batch_size": 512},
+    "rows": [{"dataset": "digits", "arch": "mlp-4"}],
+}
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("stages")
+    settings = WorkflowConfig(dict(CONFIG))
+    row = settings.row("digits", "mlp-4")
+    out = {"root": root, "row": row, "data_dir": root / "data"}
+    out["dataset"] = data.prepare_dataset_job("digits", out["data_dir"], root / "digits.json")
+    minima_paths = []
+    for seed in row["seeds"]:
+        path = root / "minima" / f"{seed}.safetensors"
+        minima.train_job(stage_settings(row, "minima"), seed, path, root / f"{seed}.ckpt",
+                         out["data_dir"], "cpu", 1)  # fmt: skip
+        minima_paths.append(path)
+    out["minima"] = minima_paths
+    ov = {k: root / "overlap" / f"o.{k}" for k in ("csv", "matrix.csv", "png", "pdf")}
+    out["overlap_flagged"] = overlap.overlap_job(
+        stage_settings(row, "minima"), minima_paths, out["data_dir"], ov["csv"], ov["matrix.csv"],
+        ov["png"], ov["pdf"], threshold=0.0, metric="smaller",
+    )  # fmt: skip
+    out["overlap"] = ov
+    path_settings = stage_settings(row, "paths")
+    rounds, path_files, r = [], [], 0
+    while True:
+        record = paths.select_pairs_job(
+            path_settings, minima_paths, path_files, root / "rounds" / f"{r}.json", r, 3, 2
+        )
+        rounds.append(record)
+        if not record.pairs:
+            break
+        for a, b in record.pairs:
+            target = root / "paths" / f"{a}-{b}.h5"
+            paths.autoneb_job(path_settings, minima_paths[a], minima_paths[b], target,
+                              root / "paths" / f"{a}-{b}.state.pt", out["data_dir"], "cpu", 1)  # fmt: skip
+            path_files.append(target)
+        r += 1
+    out["rounds"], out["paths"] = rounds, path_files
+    out["landscape"] = paths.landscape_job(
+        path_settings, minima_paths, path_files, root / "landscape.json"
+    )
+    eval_settings = stage_settings(row, "evaluation")
+    evaluated = []
+    for a, b in out["landscape"].mst_pairs:
+        target = root / "evaluated" / f"{a}-{b}.h5"
+        evaluation.evaluate_path_job(eval_settings, root / "paths" / f"{a}-{b}.h5", target,
+                                     out["data_dir"], "cpu", 1)  # fmt: skip
+        evaluated.append(target)
+    mst_files = [root / "paths" / f"{a}-{b}.h5" for a, b in out["landscape"].mst_pairs]
+    evaluation.mst_paths_job(evaluated, mst_files, root / "mst_paths.json")
+    out["table_row"] = report.table_row_job(
+        eval_settings, minima_paths, root / "landscape.json", root / "mst_paths.json",
+        ov["csv"], root / "table_row.json", root / "pairs.csv",
+    )  # fmt: skip
+    out["eval_settings"] = eval_settings
+    return out
+
+
+def test_dataset_record(chain):
+    record = DatasetRecord.read(chain["root"] / "digits.json")
+    assert (record.n_train, record.n_test, record.num_classes) == (1437, 360, 10)
+    assert record.input_shape == [1, 8, 8] and record.provenance["version"]
+
+
+def test_minima_carry_their_stage_hash(chain):
+    expected = stage_hash(chain["row"], "minima")
+    for seed, path in zip(chain["row"]["seeds"], chain["minima"], strict=True):
+        m = load_minimum(path, expect_config_hash=expected)
+        assert m.seed == seed and len(m.history) == 3
+        assert not (chain["root"] / f"{seed}.ckpt").exists()
+
+
+def test_rounds_follow_algorithm_3(chain):
+    losses = {s: load_minimum(p).metrics["train_loss"] for s, p in zip(
+        chain["row"]["seeds"], chain["minima"], strict=True)}  # fmt: skip
+    best = min(losses, key=losses.get)
+    first, second, last = chain["rounds"]
+    # the star from the lowest-loss minimum, then one bypass within the budget of 3, then stop
+    assert len(first.pairs) == 2 and all(best in p for p in first.pairs)
+    assert len(second.pairs) == 1 and best not in second.pairs[0]
+    assert last.pairs == [] and last.computed_before == 3
+    assert RoundRecord.read(chain["root"] / "rounds" / "0.json") == first
+
+
+def test_path_files_store_their_pair_and_hash(chain):
+    expected = stage_hash(chain["row"], "paths")
+    for path in chain["paths"]:
+        record = read_path(path, expect_config_hash=expected)
+        a, b = record.endpoints
+        assert path.name == f"{a}-{b}.h5" and record.pivots.shape[0] >= 3
+        assert not path.with_suffix(".state.pt").exists()  # removed once the file is written
+
+
+def test_landscape_matches_the_path_files(chain):
+    land = LandscapeRecord.read(chain["root"] / "landscape.json")
+    saddles = {tuple(read_path(p, load_pivots=False).endpoints): read_path(p).saddle_loss
+               for p in chain["paths"]}  # fmt: skip
+    assert land.computed == saddles
+    assert len(land.mst) == 2 and all((a, b) in saddles for a, b, _ in land.mst)
+    # the pair off the tree is bounded by the higher tree edge on its tree path
+    off = next(pair for pair in saddles if pair not in land.mst_pairs)
+    index = {n: k for k, n in enumerate(land.nodes)}
+    assert land.bounds[index[off[0]]][index[off[1]]] == max(s for _, _, s in land.mst)
+
+
+def test_dense_evaluation_of_the_mst(chain):
+    listing = MSTPathsRecord.read(chain["root"] / "mst_paths.json")
+    assert len(listing.evaluated) == len(listing.paths) == 2
+    expected = stage_hash(chain["eval_settings"], "evaluation")
+    for f in listing.evaluated:
+        record = read_evaluation(f, expect_config_hash=expected)
+        dense = record.dense
+        # the saddle is the maximum along the path, endpoints included
+        assert record.saddles["train_loss"] >= max(dense["train_loss"][[0, -1]]) - 1e-12
+        assert dense["t"][0] == 0 and np.all(np.diff(dense["t"]) > 0)
+
+
+def test_table_row_is_the_mean_over_minima_and_mst_edges(chain):
+    row = TableRow.read(chain["root"] / "table_row.json")
+    losses = [load_minimum(p).metrics["train_loss"] for p in chain["minima"]]
+    assert row.train_min == pytest.approx(np.mean(losses), rel=1e-12)
+    saddles = [read_evaluation(f).saddles["train_loss"]
+               for f in MSTPathsRecord.read(chain["root"] / "mst_paths.json").evaluated]  # fmt: skip
+    assert row.train_sadd == pytest.approx(np.mean(saddles), rel=1e-12)
+    assert (row.n_minima, row.n_edges, row.n_paths) == (3, 2, 3)
+    assert row.config_hash == stage_hash(chain["eval_settings"], "evaluation")
+
+
+def test_overlap_flags_reach_the_table_row(chain):
+    # threshold 0: every pair that shares a misclassified sample is flagged
+    flagged_in_file = sum(r["above_threshold"] for r in read_overlap_csv(chain["overlap"]["csv"]))
+    assert flagged_in_file == len(chain["overlap_flagged"]) > 0
+    assert chain["table_row"].n_overlap_flagged == flagged_in_file
+
+
+def test_pair_table(chain):
+    rows = read_pair_details(chain["root"] / "pairs.csv")
+    assert len(rows) == 3 and sum(r["on_mst"] for r in rows) == 2
+    for r in rows:
+        assert r["ultrametric_bound"] <= r["autoneb_saddle_train_loss"] + 1e-12
+        assert (r["dense_train_loss"] is None) == (not r["on_mst"])
+
+
+def test_table_b1_and_figures(chain, tmp_path):
+    root = chain["root"]
+    names = ("csv", "md", "tex", "pairs", "fig5_png", "fig5_pdf")
+    out = {k: tmp_path / f"t.{k}" for k in names}
+    report.table_b1_job([root / "table_row.json"], [root / "pairs.csv"], **out,
+                        expected_hashes={"digits/mlp-4": chain["table_row"].config_hash})  # fmt: skip
+    (back,) = read_table_b1(out["csv"])
+    assert back == chain["table_row"]
+    assert read_pair_details(out["pairs"]) == read_pair_details(root / "pairs.csv")
+    figures = {f"{n}_{e}": tmp_path / f"{n}.{e}" for n in ("fig4", "fig6", "fig7", "mst",
+               "disconnectivity") for e in ("png", "pdf")}  # fmt: skip
+    report.row_figures_job(chain["eval_settings"], chain["minima"], root / "table_row.json",
+                           root / "landscape.json", root / "mst_paths.json", [1, 2, 9],
+                           **figures)  # fmt: skip
+    report.slice_job(chain["eval_settings"], root / "landscape.json", root / "mst_paths.json",
+                     tmp_path / "s.png", tmp_path / "s.pdf", 3, 0.25, chain["data_dir"], "cpu",
+                     1)  # fmt: skip
+    for path in [*figures.values(), out["fig5_png"], tmp_path / "s.png"]:
+        assert path.stat().st_size > 1000, path
+
+
+def test_results_of_another_configuration_are_refused(chain, tmp_path):
+    other = {**chain["eval_settings"], "evaluation": {**chain["eval_settings"]["evaluation"],
+                                                      "n_between": 5}}  # fmt: skip
+    with pytest.raises(FileFormatError, match="config_hash"):
+        report.table_row_job(other, chain["minima"], chain["root"] / "landscape.json",
+                             chain["root"] / "mst_paths.json", chain["overlap"]["csv"],
+                             tmp_path / "r.json", tmp_path / "p.csv")  # fmt: skip
+    with pytest.raises(NoBarriersError, match="must not mix"):
+        report.table_b1_job([chain["root"] / "table_row.json"], [chain["root"] / "pairs.csv"],
+                            *(tmp_path / f"x{k}" for k in range(6)),
+                            expected_hashes={"digits/mlp-4": "000000000000"})  # fmt: skip
+    assert math.isfinite(chain["table_row"].factor)
