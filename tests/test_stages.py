@@ -78,8 +78,9 @@ def chain(tmp_path_factory):
             break
         for a, b in record.pairs:
             target = root / "paths" / f"{a}-{b}.h5"
-            paths.autoneb_job(path_settings, minima_paths[a], minima_paths[b], target,
-                              root / "paths" / f"{a}-{b}.state.pt", out["data_dir"], "cpu", 1)  # fmt: skip
+            state = root / "paths" / f"{a}-{b}.state.pt"
+            paths.autoneb_job(path_settings, minima_paths[a], minima_paths[b], target, state,
+                              out["data_dir"], "cpu", 1)  # fmt: skip
             path_files.append(target)
         r += 1
     out["rounds"], out["paths"] = rounds, path_files
@@ -166,8 +167,8 @@ def test_table_row_is_the_mean_over_minima_and_mst_edges(chain):
     row = TableRow.read(chain["root"] / "table_row.json")
     losses = [load_minimum(p).metrics["train_loss"] for p in chain["minima"]]
     assert row.train_min == pytest.approx(np.mean(losses), rel=1e-12)
-    saddles = [read_evaluation(f).saddles["train_loss"]
-               for f in MSTPathsRecord.read(chain["root"] / "mst_paths.json").evaluated]  # fmt: skip
+    listing = MSTPathsRecord.read(chain["root"] / "mst_paths.json")
+    saddles = [read_evaluation(f).saddles["train_loss"] for f in listing.evaluated]
     assert row.train_sadd == pytest.approx(np.mean(saddles), rel=1e-12)
     assert (row.n_minima, row.n_edges, row.n_paths) == (3, 2, 3)
     assert row.config_hash == stage_hash(chain["eval_settings"], "evaluation")
@@ -192,8 +193,9 @@ def test_table_b1_and_figures(chain, tmp_path):
     root = chain["root"]
     names = ("csv", "md", "tex", "pairs", "fig5_png", "fig5_pdf")
     out = {k: tmp_path / f"t.{k}" for k in names}
+    expected = {"digits/mlp-4": chain["table_row"].config_hash}
     report.table_b1_job([root / "table_row.json"], [root / "pairs.csv"], **out,
-                        expected_hashes={"digits/mlp-4": chain["table_row"].config_hash})  # fmt: skip
+                        expected_hashes=expected)  # fmt: skip
     (back,) = read_table_b1(out["csv"])
     assert back == chain["table_row"]
     assert read_pair_details(out["pairs"]) == read_pair_details(root / "pairs.csv")
