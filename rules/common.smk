@@ -63,12 +63,12 @@ def path_file(wildcards, pair):
     return f"{row_dir(wildcards.dataset, wildcards.arch)}/paths/{a}-{b}.h5"
 
 
-# The rounds of Algorithm 3 and the resulting landscape live in a folder named after the budget.
-# Snakemake does not re-evaluate checkpoint-dependent inputs of up-to-date outputs, so a changed
-# budget must change a file name: the cheap selection rounds are replayed under the new budget,
-# choose the same pairs as before up to where the old budget stopped (path files are keyed by
-# pair, so nothing finished is recomputed) and then go on.
-ROUNDS = "rounds/max{max_paths}-per{pairs_per_round}".format(**config["exploration"])
+# The rounds of Algorithm 3 and the resulting landscape live in a folder named after the budget
+# and the early stop. Snakemake does not re-evaluate checkpoint-dependent inputs of up-to-date
+# outputs, so a changed budget must change a file name: the cheap selection rounds are replayed
+# under the new budget, choose the same pairs as before up to where the old budget stopped (path
+# files are keyed by pair, so nothing finished is recomputed) and then go on.
+ROUNDS = SETTINGS.rounds_folder()
 
 
 def pairs_of_round(wildcards, round_index):

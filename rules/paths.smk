@@ -21,6 +21,7 @@ checkpoint select_pairs:
         row=row_settings("paths"),
         max_paths=config["exploration"]["max_paths"],
         pairs_per_round=config["exploration"]["pairs_per_round"],
+        similar_saddles_rtol=config["exploration"]["similar_saddles_rtol"],
     script:
         "../workflow/scripts/select_pairs.py"
 
@@ -47,6 +48,8 @@ rule autoneb_path:
         row=row_settings("paths"),
         # Kept when the job dies (not an output): a rerun resumes after the last finished cycle.
         state=f"{RESULTS}/{{dataset}}/{{arch}}/paths/{{a}}-{{b}}.state.pt",
+        # run-specific, beside the benchmark file: the wall time of every cycle
+        cycle_times=f"{RESULTS}/benchmarks/{{dataset}}/{{arch}}/paths/{{a}}-{{b}}.cycles.tsv",
     script:
         "../workflow/scripts/autoneb_path.py"
 

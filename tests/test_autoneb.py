@@ -9,7 +9,7 @@ from torch import nn
 
 from nobarriers.autoneb import run_autoneb
 from nobarriers.autoneb_config import AutoNEBConfig, Cycle, paper_schedule
-from nobarriers.energy import FunctionEnergy
+from nobarriers.energy import Energy, FunctionEnergy
 from nobarriers.errors import ConfigError, DivergenceError
 from nobarriers.insertion import insert_pivots, select_insertions
 from nobarriers.model_energy import ModelEnergy
@@ -225,9 +225,17 @@ def test_resume_is_bitwise_identical(tmp_path):
         assert r.inserted == f.inserted and r.n_pivots == f.n_pivots
     assert any(h.inserted for h in full.history)  # weights were split on the way
 
-    # a finished state returns the stored result without running NEB again
-    again = run_autoneb(*tiny_problem(), RESUME_CONFIG, state, seed=3)
-    assert torch.equal(again.pivots, full.pivots)
+    # a finished state returns the stored result without a single NEB step or evaluation
+    energy, start, end = tiny_problem()
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the finished run computed again")
+
+    for name in ("path_losses_and_grads", "losses_and_grads", "losses", "evaluation_losses"):
+        setattr(energy, name, forbidden)
+    again = run_autoneb(energy, start, end, RESUME_CONFIG, state, seed=3)
+    assert torch.equal(again.pivots, full.pivots) and len(again.history) == 3
+    assert [r.saddle_loss for r in again.history] == [r.saddle_loss for r in full.history]
 
 
 def test_state_from_other_config_or_endpoints_is_refused(tmp_path):
@@ -300,14 +308,37 @@ def test_endpoint_losses_once_is_exact_for_energies_without_batches():
     assert torch.equal(runs["once"].pivots, runs["per_step"].pivots)
 
 
-def test_endpoint_losses_once_averages_batches_and_never_evaluates_endpoints_again():
+class NumberedBatches(Energy):
+    """A 1-D energy whose batches are numbers drawn from the generator (like NEB batches): on
+    batch ``k`` the loss of a point ``p`` is ``k * (1 + p[0])``, so averages are known exactly."""
+
+    def __init__(self):
+        super().__init__(dim=1, mode="loop")
+
+    def sample_batch(self, generator):
+        return int(torch.randint(0, 1000, (1,), generator=generator))
+
+    def _loop_losses(self, points, batch):
+        return batch * (1.0 + points[:, 0])
+
+
+def test_mean_batch_losses_average_the_batches_a_run_would_draw():
+    energy = NumberedBatches()
+    points = torch.tensor([[0.0], [1.0], [-0.5]])
+    g = torch.Generator().manual_seed(3)
+    drawn = [int(torch.randint(0, 1000, (1,), generator=g)) for _ in range(5)]
+    mean = sum(drawn) / 5
+    losses = energy.mean_batch_losses(points, 5, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(losses, torch.tensor([mean, 2 * mean, 0.5 * mean]))
+    # one batch fewer is another mean: the count is honoured, not just the first batch
+    fewer = energy.mean_batch_losses(points, 4, torch.Generator().manual_seed(3))
+    assert float(fewer[0]) == pytest.approx(sum(drawn[:4]) / 4)
+
+
+def test_endpoint_losses_once_never_evaluates_endpoints_in_the_steps():
     energy, start, end = tiny_problem()
     config = AutoNEBConfig(**{**RESUME_CONFIG.to_dict(), "endpoint_losses": "once"})
     config.endpoint_batches = 5
-    ends = torch.stack([start, end])
-    # the same 5 batches, drawn one after the other from a generator seeded like the run
-    g = torch.Generator().manual_seed(3)
-    expected = sum(energy.losses(ends, energy.sample_batch(g)) for _ in range(5)) / 5
     evaluated = []
     original = energy.losses
 
@@ -321,9 +352,6 @@ def test_endpoint_losses_once_averages_batches_and_never_evaluates_endpoints_aga
         energy, start, end, config, seed=3, on_cycle_end=lambda r: seen.append(r.pivot_loss)
     )
     assert evaluated == [2] * 5  # only the estimate; the NEB steps never evaluate endpoints
-    assert torch.allclose(
-        energy.mean_batch_losses(ends, 5, torch.Generator().manual_seed(3)), expected
-    )
     assert result.pivots.shape[1] == energy.dim and len(seen) == 3
 
 

@@ -90,14 +90,41 @@ def test_naive_cumulative_average_would_be_wrong_here():
     assert not torch.allclose(naive, exact_var, atol=1e-2)
 
 
-def test_bn_statistics_of_stacked_layers_with_a_single_batch():
-    x = torch.randn(20, 5)
+def pooled_inputs_statistics(model, x, batch_size):
+    """Reference for stacked layers: run the batches in train mode (every BN layer normalising
+    with its batch's statistics, as during the recomputation) and take the mean and unbiased
+    variance of everything each BN layer saw, concatenated."""
+    ref = copy.deepcopy(model).train()
+    bns = [m for m in ref.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    seen = {i: [] for i in range(len(bns))}
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, inp, i=i: seen[i].append(inp[0].detach()))
+        for i, m in enumerate(bns)
+    ]
+    with torch.no_grad():
+        for xb in x.split(batch_size):
+            ref(xb)
+    for h in hooks:
+        h.remove()
+    out = []
+    for i in range(len(bns)):
+        data = torch.cat(seen[i]).double()
+        out.append((data.mean(0), data.var(0, unbiased=True)))
+    return out
+
+
+def test_bn_statistics_of_stacked_layers_pooled_over_unequal_batches():
+    x = torch.randn(20, 5) * 2 + 0.5
     model = two_bn_net()
-    recompute_bn_statistics(model, x, batch_size=64)
-    for (mean, var), (rmean, rvar) in zip(
-        bn_stats(model), one_go_statistics(model, x), strict=True
-    ):
-        assert torch.allclose(mean, rmean, atol=1e-5) and torch.allclose(var, rvar, atol=1e-4)
+    recompute_bn_statistics(model, x, batch_size=7)  # batches of 7, 7 and 6
+    expected = pooled_inputs_statistics(model, x, 7)
+    for (mean, var), (rmean, rvar) in zip(bn_stats(model), expected, strict=True):
+        torch.testing.assert_close(mean.double(), rmean, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(var.double(), rvar, atol=1e-5, rtol=1e-5)
+    # the first layer's input does not depend on an earlier BN: its statistics are the set's
+    ((m0, v0), _) = one_go_statistics(model, x)
+    torch.testing.assert_close(bn_stats(model)[0][0], m0, atol=1e-5, rtol=0)
+    torch.testing.assert_close(bn_stats(model)[0][1], v0, atol=1e-4, rtol=0)
 
 
 def test_evaluate_model_loss_error_predictions():
@@ -130,21 +157,45 @@ def tiny_data():
     )
 
 
-def test_evaluate_point_recomputes_bn_and_accepts_tuples():
+def reference_metrics(point, data):
+    """Independent of evaluate_point: a fresh network holding the point, BN statistics of the
+    whole training set in one batch, the losses computed by hand."""
+    model = load_point(one_bn_net(), point)
+    ((mean, var),) = one_go_statistics(model, data.x_train)
+    bn = model[1]
+    with torch.no_grad():
+        bn.running_mean.copy_(mean)
+        bn.running_var.copy_(var)
+        model.eval()
+        out = {}
+        for split in ("train", "test"):
+            x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+            logits = model(x)
+            out[f"{split}_loss"] = float(F.cross_entropy(logits, y))
+            out[f"{split}_error"] = float((logits.argmax(1) != y).float().mean())
+    return out, (mean, var)
+
+
+def test_evaluate_point_uses_exact_statistics_of_the_training_set():
     data = tiny_data()
     model = one_bn_net()
+    with torch.no_grad():  # stale running statistics, far from the data's
+        model[1].running_mean.fill_(5.0)
+        model[1].running_var.fill_(9.0)
     point = point_of(model) * 1.1
-    res = evaluate_point(model, point, data, batch_size=7)
+    res = evaluate_point(model, point, data, batch_size=7)  # 24 samples in 4 batches
+    expected, (mean, var) = reference_metrics(point, data)
+    assert res == pytest.approx(expected, rel=1e-5, abs=1e-6)
     assert torch.equal(point_of(model), point)
-    ((rmean, _),) = one_go_statistics(model, data.x_train)
-    assert torch.allclose(model[1].running_mean, rmean, atol=1e-5)
-    expected = evaluate_model(model, data.x_test, data.y_test, 7)
-    assert res["test_loss"] == pytest.approx(expected["loss"])
-    assert 0.0 <= res["train_error"] <= 1.0
+    torch.testing.assert_close(model[1].running_mean, mean, atol=1e-5, rtol=0)
+    torch.testing.assert_close(model[1].running_var, var, atol=1e-4, rtol=0)
     as_tuple = evaluate_point(
         one_bn_net(), point, (data.x_train, data.y_train, data.x_test, data.y_test), 7
     )
     assert as_tuple == pytest.approx(res)
+    train_only = evaluate_point(one_bn_net(), point, (data.x_train, data.y_train, None, None), 7)
+    assert set(train_only) == {"train_loss", "train_error"}
+    assert train_only["train_loss"] == pytest.approx(res["train_loss"])
 
 
 def test_evaluate_path_positions_and_pivot_values():
@@ -172,3 +223,50 @@ def test_evaluate_line_endpoints():
     assert np.allclose(res["t"], np.linspace(0, 1, 5))
     end = evaluate_point(load_point(one_bn_net(), b), b, data, 8)
     assert res["test_loss"][-1] == pytest.approx(end["test_loss"], rel=1e-6)
+
+
+def test_saddle_curves_of_all_pairs_are_measured_on_the_same_images(monkeypatch):
+    from nobarriers import evaluate as module
+
+    data = tiny_data()
+    seen = []
+    real = module.evaluate_path
+
+    def spy(model, pivots, data, *args, **kwargs):
+        seen.append(data[0].clone())
+        return real(model, pivots, data, *args, **kwargs)
+
+    monkeypatch.setattr(module, "evaluate_path", spy)
+    a = point_of(one_bn_net())
+    first = torch.stack([a, a * 1.1, a * 0.9])
+    second = torch.stack([a * 0.8, a * 1.05, a * 1.3])
+    for pivots in (first, second):
+        curve = module.saddle_curve(one_bn_net(), pivots, data, n_between=2, subset=10)
+        np.testing.assert_allclose(curve["t"], [0, 1 / 3, 2 / 3, 1, 4 / 3, 5 / 3, 2])
+    assert seen[0].shape[0] == 10 and torch.equal(seen[0], seen[1])
+    full = module.saddle_curve(one_bn_net(), first, data, n_between=0)
+    assert len(seen) == 3 and seen[2].shape[0] == data.x_train.shape[0]
+    # on the full set, the curve is the dense evaluation's training loss
+    dense = evaluate_path(one_bn_net(), first, data, n_between=0, batch_size=512)
+    np.testing.assert_allclose(full["train_loss"], dense["train_loss"], rtol=1e-6)
+
+
+def test_subset_noise_cannot_rank_a_pair_above_an_equal_one():
+    # two pairs whose paths are the SAME points: AutoNEB's insertion estimate uses a subset drawn
+    # with each pair's own seed and gives them different saddles, so one would rank above the
+    # other in the MST; the weights measure both on the same data and tie exactly
+    from nobarriers.model_energy import ModelEnergy
+
+    data = tiny_data()
+    model = one_bn_net()
+    a = point_of(model)
+    pivots = torch.stack([a, a + 0.3, a * 0.7])
+    energy = ModelEnergy(model, data.x_train, data.y_train, batch_size=8, mode="loop")
+    estimate_1 = energy.evaluation_losses(pivots, subset_size=8, seed=1_000_004).max()
+    estimate_2 = energy.evaluation_losses(pivots, subset_size=8, seed=2_000_011).max()
+    assert abs(float(estimate_1 - estimate_2)) > 1e-3  # subset noise between the two "pairs"
+    from nobarriers.evaluate import saddle_curve
+
+    w1 = saddle_curve(one_bn_net(), pivots, data, n_between=1, subset=8)["train_loss"].max()
+    w2 = saddle_curve(one_bn_net(), pivots, data, n_between=1, subset=8)["train_loss"].max()
+    assert w1 == w2

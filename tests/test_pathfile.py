@@ -35,7 +35,6 @@ class FakeCycle:  # duck-types autoneb.CycleRecord
     pivot_loss: np.ndarray
     saddle_loss: float
     inserted: list
-    wall_s: float
     pivots: np.ndarray | None = None
 
 
@@ -64,7 +63,6 @@ def make_result(rng, dim=50, n_interior=(3, 5, 7), keep=(False, True, False)):
                 pivot_loss=loss[::10].copy(),
                 saddle_loss=float(loss.max()),
                 inserted=[] if k == 0 else [1.3, 4.7],
-                wall_s=12.5 + k,
                 pivots=rng.normal(size=(n + 2, dim)).astype(np.float32) if kp else None,
             )
         )
@@ -82,21 +80,25 @@ META = dict(
     arch="resnet-20",
     config_hash="abc123",
 )
+SADDLE = {"t": np.linspace(0.0, 8.0, 81), "train_loss": np.sin(np.linspace(0, 3, 81)) + 1}
+PATH_META = dict(META, saddle=SADDLE, weight_subset=None)
 
 
 def test_path_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     res = make_result(rng)
-    fn = write_path(tmp_path / "paths" / "3-7.h5", res, **META, extra_attrs={"note": "x"})
+    fn = write_path(tmp_path / "paths" / "3-7.h5", res, **PATH_META, extra_attrs={"note": "x"})
     rec = read_path(fn, expect_config_hash="abc123", expect_endpoints=(3, 7))
     assert rec.pivots.dtype == torch.float32
     assert torch.equal(rec.pivots.view(torch.int32), res.pivots.view(torch.int32))  # bitwise
     np.testing.assert_array_equal(rec.target_weights, res.target_weights)
-    assert rec.saddle_loss == res.saddle_loss
+    assert rec.saddle_loss == SADDLE["train_loss"].max()  # the MST weight
+    assert rec.autoneb_saddle_loss == res.saddle_loss and rec.weight_subset is None
+    np.testing.assert_array_equal(rec.saddle["train_loss"], SADDLE["train_loss"])
     np.testing.assert_array_equal(rec.cycle_saddle_loss, [c.saddle_loss for c in res.history])
     assert len(rec.history) == len(res.history)
     for got, want in zip(rec.history, res.history, strict=True):
-        for name in ("cycle", "steps", "lr", "n_pivots", "saddle_loss", "inserted", "wall_s"):
+        for name in ("cycle", "steps", "lr", "n_pivots", "saddle_loss", "inserted"):
             assert getattr(got, name) == getattr(want, name), name
         for name in ("t", "loss", "pivot_loss"):
             np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
@@ -114,11 +116,12 @@ def test_path_round_trip(tmp_path):
     )
     assert rec.attrs["nobarriers_format"] == PATH_FORMAT
     assert rec.attrs["note"] == "x"
-    for key in ("version", "git_revision", "created_utc"):
+    for key in ("version", "git_revision", "torch", "pivots_sha256", "content_sha256"):
         assert isinstance(rec.attrs[key], str) and rec.attrs[key]
+    assert "created_utc" not in rec.attrs
     light = read_path(fn, load_pivots=False)
     assert light.pivots is None and all(c.pivots is None for c in light.history)
-    assert light.saddle_loss == res.saddle_loss
+    assert light.saddle_loss == rec.saddle_loss
     assert [p.name for p in fn.parent.iterdir()] == ["3-7.h5"]  # no temp files left
 
 
@@ -128,7 +131,7 @@ def test_resnet20_sized_path_fits_40mb(tmp_path):
     rng = np.random.default_rng(1)
     res = make_result(rng, dim=4, n_interior=(31,), keep=(False,))
     res.pivots = torch.from_numpy(rng.standard_normal((33, 269_722), dtype=np.float32))
-    fn = write_path(tmp_path / "big.h5", res, **META)
+    fn = write_path(tmp_path / "big.h5", res, **PATH_META)
     assert os.path.getsize(fn) <= 40e6
     with h5py.File(fn) as f:
         assert f["pivots"].dtype == np.float32 and f["pivots"].compression == "gzip"
@@ -146,7 +149,7 @@ def test_refuses_missing_and_non_hdf5(tmp_path):
 
 def test_refuses_truncated(tmp_path):
     rng = np.random.default_rng(2)
-    fn = write_path(tmp_path / "t.h5", make_result(rng, dim=3000), **META)
+    fn = write_path(tmp_path / "t.h5", make_result(rng, dim=3000), **PATH_META)
     size = os.path.getsize(fn)
     for keep in (size // 2, size - 100):
         cut = tmp_path / f"cut{keep}.h5"
@@ -169,19 +172,19 @@ def test_refuses_foreign_and_other_marker(tmp_path):
     ):
         read_path(ev)
     rng = np.random.default_rng(3)
-    fn = write_path(tmp_path / "p.h5", make_result(rng), **META)
-    with pytest.raises(FileFormatError, match="expected 'path-evaluation/1'"):
+    fn = write_path(tmp_path / "p.h5", make_result(rng), **PATH_META)
+    with pytest.raises(FileFormatError, match=f"expected '{EVALUATION_FORMAT}'"):
         read_evaluation(fn)
 
 
 def test_refuses_missing_dataset_and_bad_shape(tmp_path):
     rng = np.random.default_rng(4)
-    fn = write_path(tmp_path / "m.h5", make_result(rng), **META)
+    fn = write_path(tmp_path / "m.h5", make_result(rng), **PATH_META)
     with h5py.File(fn, "a") as f:
         del f["cycles/001/loss"]
     with pytest.raises(FileFormatError, match="/cycles/001/loss"):
         read_path(fn)
-    fn = write_path(tmp_path / "w.h5", make_result(rng), **META)
+    fn = write_path(tmp_path / "w.h5", make_result(rng), **PATH_META)
     with h5py.File(fn, "a") as f:
         del f["target_weights"]
         f["target_weights"] = np.ones(2)
@@ -191,7 +194,7 @@ def test_refuses_missing_dataset_and_bad_shape(tmp_path):
 
 def test_refuses_config_hash_and_endpoint_mismatch(tmp_path):
     rng = np.random.default_rng(5)
-    fn = write_path(tmp_path / "h.h5", make_result(rng), **META)
+    fn = write_path(tmp_path / "h.h5", make_result(rng), **PATH_META)
     with pytest.raises(FileFormatError) as err:
         read_path(fn, expect_config_hash="fff999")
     msg = str(err.value)
@@ -202,14 +205,14 @@ def test_refuses_config_hash_and_endpoint_mismatch(tmp_path):
 
 def test_write_rejects_bad_input_and_keeps_old_file(tmp_path):
     rng = np.random.default_rng(6)
-    fn = write_path(tmp_path / "k.h5", make_result(rng), **META)
+    fn = write_path(tmp_path / "k.h5", make_result(rng), **PATH_META)
     before = fn.read_bytes()
     with pytest.raises(ValueError, match="reserved"):
-        write_path(fn, make_result(rng), **META, extra_attrs={"seed": 1})
+        write_path(fn, make_result(rng), **PATH_META, extra_attrs={"seed": 1})
     res = make_result(rng)
     res.target_weights = res.target_weights[:-1]
     with pytest.raises(ValueError, match="target_weights"):
-        write_path(fn, res, **META)
+        write_path(fn, res, **PATH_META)
     assert fn.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.h5"]
 
@@ -241,3 +244,43 @@ def test_evaluation_round_trip(tmp_path):
         write_evaluation(tmp_path / "x.h5", {"t": [0, 1], "train_loss": [1.0]}, None, **META)
     with pytest.raises(FileFormatError, match="abc123"):
         read_evaluation(fn, expect_config_hash="zzz")
+
+
+def test_identical_results_give_identical_bytes(tmp_path):
+    a = write_path(tmp_path / "a.h5", make_result(np.random.default_rng(8)), **PATH_META)
+    b = write_path(tmp_path / "b.h5", make_result(np.random.default_rng(8)), **PATH_META)
+    assert a.read_bytes() == b.read_bytes()
+    dense = {"t": np.linspace(0, 2, 5), "train_loss": np.arange(5.0)}
+    c = write_evaluation(tmp_path / "c.h5", dense, None, **META)
+    d = write_evaluation(tmp_path / "d.h5", dense, None, **META)
+    assert c.read_bytes() == d.read_bytes()
+
+
+def _overwrite(path, offset: int, size: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset : offset + size] = bytes((b + 1) % 256 for b in data[offset : offset + size])
+    path.write_bytes(bytes(data))
+
+
+def test_changed_values_are_refused(tmp_path):
+    rng = np.random.default_rng(9)
+    # a value changed through HDF5 itself (header and structure intact)
+    fn = write_path(tmp_path / "v.h5", make_result(rng), **PATH_META)
+    with h5py.File(fn, "a") as f:
+        f["saddle/train_loss"][3] = 0.0
+    with pytest.raises(FileFormatError, match="content checksum mismatch") as err:
+        read_path(fn, load_pivots=False)
+    assert str(fn) in str(err.value) and "delete it" in str(err.value)
+    # bytes overwritten inside the (uncompressed) pivot data: found when the pivots are read
+    raw = write_path(tmp_path / "r.h5", make_result(rng, dim=4000), **PATH_META, compression=None)
+    with h5py.File(raw) as f:
+        offset = f["pivots"].id.get_offset()
+    _overwrite(raw, offset + 1000, 224)
+    assert read_path(raw, load_pivots=False).saddle_loss == SADDLE["train_loss"].max()
+    with pytest.raises(FileFormatError, match="checksum mismatch of /pivots"):
+        read_path(raw)
+    ev = write_evaluation(tmp_path / "e.h5", {"t": [0, 1], "train_loss": [1, 2]}, None, **META)
+    with h5py.File(ev, "a") as f:
+        f["dense/train_loss"][0] = 5.0
+    with pytest.raises(FileFormatError, match="content checksum mismatch"):
+        read_evaluation(ev)

@@ -93,8 +93,8 @@ def test_speed_options_of_the_autoneb_section_configure_the_energy(cnn_data):
                "batch_size": 32, "mode": "loop"}  # fmt: skip
     config, plain = split_autoneb(section)
     _, fast = split_autoneb({**section, "channels_last": True, "autocast_bf16": True})
-    ref_energy = ModelEnergy(model, x, y, **plain.to_dict())
-    fast_energy = ModelEnergy(model, x, y, **fast.to_dict())
+    ref_energy = ModelEnergy.from_settings(model, x, y, plain)
+    fast_energy = ModelEnergy.from_settings(model, x, y, fast)
     assert fast_energy.channels_last and fast_energy.autocast_bf16 and fast_energy.mode == "loop"
     start = ref_energy.point_of(model)
     end = start + 0.05 * torch.randn(ref_energy.dim)

@@ -185,7 +185,7 @@ def test_pair_table(chain):
     rows = read_pair_details(chain["root"] / "pairs.csv")
     assert len(rows) == 3 and sum(r["on_mst"] for r in rows) == 2
     for r in rows:
-        assert r["ultrametric_bound"] <= r["autoneb_saddle_train_loss"] + 1e-12
+        assert r["ultrametric_bound"] <= r["saddle_train_loss"] + 1e-12
         assert (r["dense_train_loss"] is None) == (not r["on_mst"])
 
 

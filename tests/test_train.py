@@ -270,3 +270,36 @@ def test_load_minimum_refuses_bad_files(trained, tmp_path):
     # metadata round trip
     meta = load_minimum(out).metadata
     assert json.loads(json.dumps(meta["history"])) == meta["history"]
+
+
+def test_learning_curve_is_measured_like_the_reported_numbers(digits, tmp_path):
+    # a BatchNorm net whose running statistics lag behind its weights: the curve entries must be
+    # the exact-BN numbers (like Min and Sadd), so that the Epoch column compares like with like
+    from nobarriers.evaluate import evaluate_point
+    from nobarriers.models import build_model
+    from nobarriers.points import evaluate_model, point_of
+
+    out, ckpt = tmp_path / "m.st", tmp_path / "m.ckpt"
+    seen = []
+
+    def measure(epoch, entry):
+        model = build_model("cnn-4", digits.num_classes, digits.input_shape)
+        model.load_state_dict(torch.load(ckpt, weights_only=True)["model"])
+        running = evaluate_model(model, digits.x_train, digits.y_train, 512)["loss"]
+        exact = evaluate_point(model, point_of(model), digits, 512)["train_loss"]
+        seen.append((entry["train_loss"], running, exact))
+
+    recipe = {**SHORT, "lr": 0.2}
+    metrics = train_minimum("cnn-4", digits, recipe, 5, out, ckpt, on_epoch_end=measure)
+    for stored, _, exact in seen:
+        assert stored == pytest.approx(exact, rel=1e-5)
+    assert max(abs(r - e) / e for _, r, e in seen) > 0.01  # the two statistics do differ here
+    history = load_minimum(out).history
+    assert history[-1]["train_loss"] == metrics["train_loss"]  # the last entry is the minimum
+    # the crossing of a level between the two curves follows the exact one
+    k = max(range(len(seen)), key=lambda i: abs(seen[i][1] - seen[i][2]))
+    level = (seen[k][1] + seen[k][2]) / 2
+    exact_curve = [{"epoch": i + 1, "train_loss": e} for i, (_, _, e) in enumerate(seen)]
+    assert (
+        crossing_epoch([history], level)["epoch"] == crossing_epoch([exact_curve], level)["epoch"]
+    )

@@ -5,8 +5,9 @@ Defaults and limits come from ``config.schema.yaml`` (:mod:`nobarriers.schema`),
 * :class:`AutoNEBConfig` -- what :func:`nobarriers.autoneb.run_autoneb` uses: the cycle schedule,
   insertion, endpoint losses, the insertion evaluation, and the NEB step (:class:`NEBSettings`);
 * :class:`NEBSettings` -- what one NEB step (:class:`nobarriers.neb.NEBStep`) needs;
-* :class:`EnergySettings` -- how the NEB energy is evaluated (batch size, vmap/loop, GPU speed
-  options); the workflow builds :class:`nobarriers.model_energy.ModelEnergy` with them.
+* :class:`EnergySettings` -- how the NEB energy is evaluated (batch size, augmentation, vmap/loop,
+  GPU speed options); the workflow builds :class:`nobarriers.model_energy.ModelEnergy` with
+  them.
 
 Torch-free, so the workflow can validate and hash its configuration at start-up.
 """
@@ -97,6 +98,7 @@ class EnergySettings:
     """How the NEB energy of a network is evaluated: arguments of ``ModelEnergy``."""
 
     batch_size: int = _DEFAULTS["batch_size"]
+    augment: bool = _DEFAULTS["augment"]
     mode: str = _DEFAULTS["mode"]
     channels_last: bool = _DEFAULTS["channels_last"]
     autocast_bf16: bool = _DEFAULTS["autocast_bf16"]

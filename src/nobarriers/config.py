@@ -36,8 +36,8 @@ DATASETS = tuple(schema.schema()["properties"]["rows"]["items"]["properties"]["d
 #: what each stage's results depend on (and nothing else)
 STAGE_KEYS = {
     "minima": ("dataset", "arch", "recipe"),
-    "paths": ("dataset", "arch", "recipe", "autoneb"),
-    "evaluation": ("dataset", "arch", "recipe", "autoneb", "evaluation"),
+    "paths": ("dataset", "arch", "recipe", "autoneb", "mst"),
+    "evaluation": ("dataset", "arch", "recipe", "autoneb", "mst", "evaluation"),
 }
 
 
@@ -118,6 +118,15 @@ class WorkflowConfig:
             )
         return out
 
+    def rounds_folder(self) -> str:
+        """``rounds/max<M>-per<P>[-similar<r>]``: the folder of Algorithm 3's rounds, named
+        after the budget and the early stop, so that changing either replays the (cheap)
+        selection rounds while every finished path is kept (files are keyed by pair)."""
+        budget = self.values["exploration"]
+        name = f"rounds/max{budget['max_paths']}-per{budget['pairs_per_round']}"
+        rtol = budget["similar_saddles_rtol"]
+        return name if rtol is None else f"{name}-similar{rtol:g}"
+
     def _given_row(self, dataset: str, arch: str) -> tuple[int, dict]:
         for k, row in enumerate(self.given["rows"]):
             if row["dataset"] == dataset and row["arch"] == arch:
@@ -161,11 +170,12 @@ class WorkflowConfig:
             "recipe_name": recipe_name,
             "recipe": recipe,
             "autoneb": {**algorithm.to_dict(), **energy.to_dict()},
+            "mst": dict(self.values["mst"]),
             "evaluation": dict(self.values["evaluation"]),
             "exploration": dict(self.values["exploration"]),
             "overlap": dict(self.values["overlap"]),
         }
-        for section in ("exploration", "evaluation", "overlap"):
+        for section in ("mst", "exploration", "evaluation", "overlap"):
             given = self.given.get(section, {})
             for key in resolved[section]:
                 sources[f"{section}.{key}"] = section if key in given else "paper default"
@@ -206,9 +216,9 @@ def stage_hash(settings: dict, stage: str) -> str:
     """Hash (12 hex digits) of the settings that determine a stage's results, from a resolved
     row or from a stage's settings.
 
-    ``minima``: dataset, architecture, recipe. ``paths``: + AutoNEB settings. ``evaluation``:
-    + evaluation settings. The exploration budget is deliberately not part of any hash: raising
-    it extends the AutoNEB loop without invalidating finished paths.
+    ``minima``: dataset, architecture, recipe. ``paths``: + AutoNEB settings and the data of the
+    MST weights. ``evaluation``: + evaluation settings. The exploration budget is deliberately not
+    part of any hash: raising it extends the AutoNEB loop without invalidating finished paths.
     """
     text = json.dumps(stage_settings(settings, stage), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]

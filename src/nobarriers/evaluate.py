@@ -68,21 +68,20 @@ def evaluate_point(
     test loss and error.
 
     ``data``: a ``Dataset`` (attributes ``x_train, y_train, x_test, y_test``), a mapping with those
-    keys or a tuple ``(x_train, y_train, x_test, y_test)``. Returns floats ``train_loss``,
-    ``train_error``, ``test_loss``, ``test_error`` (errors as fractions).
+    keys or a tuple ``(x_train, y_train, x_test, y_test)``; ``x_test = None`` measures the
+    training set only. Returns floats ``train_loss``, ``train_error``, ``test_loss``,
+    ``test_error`` (errors as fractions; the test metrics only with test data).
     """
     x_train, y_train, x_test, y_test = _unpack(data)
     load_point(model, point.to(device_of(model)))
     if has_batchnorm(model):
         recompute_bn_statistics(model, _bn_data(x_train, bn_subset, bn_seed), batch_size)
     train = evaluate_model(model, x_train, y_train, batch_size)
-    test = evaluate_model(model, x_test, y_test, batch_size)
-    return {
-        "train_loss": train["loss"],
-        "train_error": train["error"],
-        "test_loss": test["loss"],
-        "test_error": test["error"],
-    }
+    out = {"train_loss": train["loss"], "train_error": train["error"]}
+    if x_test is not None:
+        test = evaluate_model(model, x_test, y_test, batch_size)
+        out |= {"test_loss": test["loss"], "test_error": test["error"]}
+    return out
 
 
 def evaluate_path(
@@ -145,15 +144,46 @@ def evaluate_line(
 
 
 def _evaluate_positions(model, point_fn, t, data, batch_size, bn_subset, bn_seed, progress):
-    out = {name: np.empty(len(t)) for name in METRICS}
+    out = {}
     for k, s in enumerate(t):
         metrics = evaluate_point(model, point_fn(float(s)), data, batch_size, bn_subset, bn_seed)
         for name in METRICS:
-            out[name][k] = metrics[name]
+            if name in metrics:
+                out.setdefault(name, np.empty(len(t)))[k] = metrics[name]
         if progress is not None:
             progress.update(train_loss=metrics["train_loss"])
     out["t"] = np.asarray(t, dtype=np.float64)
     return out
+
+
+#: the seed of the fixed subset for the MST weights (one subset per dataset, shared by every pair)
+WEIGHT_SUBSET_SEED = 0
+
+
+def saddle_curve(
+    model: nn.Module,
+    pivots: Tensor,
+    data,
+    n_between: int,
+    subset: int | None = None,
+    batch_size: int = 512,
+    progress: Progress | None = None,
+) -> dict[str, np.ndarray]:
+    """The training loss along a path, measured so that the saddles of all pairs of a row are
+    comparable: at the dense positions (every pivot and ``n_between`` points per gap), each point
+    with exact BatchNorm statistics, on the whole un-augmented training set of ``data`` or on one
+    fixed subset of ``subset`` samples (seed :data:`WEIGHT_SUBSET_SEED`, so every pair of a row
+    is weighted on the same images). Returns ``{"t", "train_loss"}``; its maximum is the path's
+    saddle, the weight of Algorithm 3 and of the minimum spanning tree."""
+    x_train, y_train, _, _ = _unpack(data)
+    idx = seeded_subset(x_train.shape[0], subset, WEIGHT_SUBSET_SEED)
+    if idx is not None:
+        idx = idx.to(x_train.device)
+        x_train, y_train = x_train[idx], y_train[idx]
+    curve = evaluate_path(
+        model, pivots, (x_train, y_train, None, None), n_between, batch_size, progress=progress
+    )
+    return {"t": curve["t"], "train_loss": curve["train_loss"]}
 
 
 def saddle(evaluation: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, replace_all_batch_norm_modules_, vmap
 
-from .data import seeded_subset
+from .autoneb_config import EnergySettings
+from .data import augment_batch, seeded_subset
 from .energy import Energy
 from .errors import ConfigError
 from .linear_chain import LinearChain
@@ -45,7 +46,8 @@ class ModelEnergy(Energy):
         batch_size: size of the common NEB mini-batch.
         mode: ``"vmap"``, ``"loop"`` or ``"auto"`` (time both once, keep the faster; logged).
         chunk_size: at most this many pivots per vmap call (bounds memory); ``None`` = all.
-        augment: optional batched augmentation ``augment(x, generator) -> x`` for NEB batches;
+        augment: augmentation of the NEB batches: a dataset's kind (``"cifar"``, ``"none"``;
+            :func:`nobarriers.data.augment_batch`) or any ``augment(x, generator) -> x``;
             never used for :meth:`evaluation_losses`.
         device: where to compute; default the device of ``x``.
         channels_last: NHWC memory format for 4-D batches and the network (a GPU speed option;
@@ -63,7 +65,7 @@ class ModelEnergy(Energy):
         batch_size: int,
         mode: str = "auto",
         chunk_size: int | None = None,
-        augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+        augment: str | Callable[[Tensor, torch.Generator], Tensor] | None = None,
         device: str | torch.device | None = None,
         channels_last: bool = False,
         autocast_bf16: bool = False,
@@ -78,6 +80,9 @@ class ModelEnergy(Energy):
         self.x = x.to(self.device)
         self.y = y.to(self.device)
         self.batch_size = int(batch_size)
+        if isinstance(augment, str):
+            kind = augment
+            augment = None if kind == "none" else (lambda x, g: augment_batch(x, kind, g))
         self.augment = augment
         # evaluation copy: real BatchNorm with running statistics (for evaluation_losses)
         self.model = copy.deepcopy(model).to(self.device)
@@ -100,6 +105,31 @@ class ModelEnergy(Energy):
         if self.channels_last:
             self._net = self._net.to(memory_format=torch.channels_last)
             self._net_params = [p for _, p in trainable_parameters(self._net)]
+
+    @classmethod
+    def from_settings(
+        cls,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        settings: EnergySettings,
+        augment_kind: str = "none",
+        device: str | torch.device | None = None,
+    ) -> ModelEnergy:
+        """The energy the workflow's ``autoneb`` settings describe: ``settings`` from
+        :func:`nobarriers.autoneb_config.split_autoneb`, ``augment_kind`` the dataset's
+        augmentation (used only if ``settings.augment``)."""
+        return cls(
+            model,
+            x,
+            y,
+            batch_size=settings.batch_size,
+            mode=settings.mode,
+            augment=augment_kind if settings.augment else None,
+            device=device,
+            channels_last=settings.channels_last,
+            autocast_bf16=settings.autocast_bf16,
+        )
 
     def result_settings(self) -> dict:
         return {

@@ -5,8 +5,10 @@ SGD with momentum 0.9, learning rate 0.1 divided by 10 after 50 % and 75 % of tr
 decay 1e-4, batch 128 (CNN, ResNet, 136 epochs) or 64 with Nesterov momentum (DenseNet, 266
 epochs), random 4-pixel crops and horizontal flips (:mod:`nobarriers.recipes`).
 
-:func:`train_minimum` records after every epoch a learning curve entry measured on the full
-*un-augmented* training set in eval mode and on the test set, and writes a checkpoint
+:func:`train_minimum` records after every epoch a learning curve entry measured like every
+reported number -- the full *un-augmented* training set and the test set, BatchNorm statistics
+recomputed exactly (:func:`exact_bn_metrics`), so that Table B.1's Epoch column compares like
+with like -- and writes a checkpoint
 (:mod:`nobarriers.formats.checkpoint`); re-running the same call after a kill continues from the
 last finished epoch and, on the CPU, ends bitwise identical to an uninterrupted run. At the end
 the BatchNorm statistics are recomputed exactly on the un-augmented training set, the final
@@ -37,6 +39,28 @@ from .recipes import lr_at_epoch, milestone_epochs, validate_recipe
 from .runtime import autocast_bf16, capture_rng_state, restore_rng_state, seed_everything
 
 _LOGGER = logging.getLogger("nobarriers")
+
+
+def exact_bn_metrics(model, tensors, batch_size: int, restore: bool) -> tuple[dict, dict]:
+    """Train and test metrics of ``model`` the way every reported number is measured: BatchNorm
+    statistics recomputed exactly on the un-augmented training set, then eval mode.
+
+    ``tensors`` = ``(x_train, y_train, x_test, y_test)``. With ``restore`` the model's own
+    running statistics are put back afterwards, so training goes on exactly as without the
+    measurement (it draws no random numbers). Costs one forward pass over the training set more
+    than evaluating with the running statistics (README, "Performance")."""
+    x_train, y_train, x_test, y_test = tensors
+    buffers = {}
+    if restore:
+        buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+    recompute_bn_statistics(model, x_train, batch_size)
+    train = evaluate_model(model, x_train, y_train, batch_size)
+    test = evaluate_model(model, x_test, y_test, batch_size)
+    if restore:
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                b.copy_(buffers[name])
+    return train, test
 
 
 def train_minimum(
@@ -169,7 +193,9 @@ def train_minimum(
             optimizer.step()
             loss_sum += loss.detach()
         batch_loss = float(loss_sum)
-        train = evaluate_model(model, x_train, y_train, recipe["eval_batch_size"])
+        train, test = exact_bn_metrics(
+            model, (x_train, y_train, x_test, y_test), recipe["eval_batch_size"], restore=True
+        )
         if not (math.isfinite(batch_loss) and math.isfinite(train["loss"])):
             raise DivergenceError(
                 f"{dataset_name}/{arch} seed {seed}: training loss became "
@@ -177,7 +203,6 @@ def train_minimum(
                 f"{epoch + 1}/{epochs} (lr {lr:g}); lower the recipe's 'lr'. "
                 f"No minimum was written to {out_path}"
             )
-        test = evaluate_model(model, x_test, y_test, recipe["eval_batch_size"])
         entry = {
             "epoch": epoch + 1,
             "lr": lr,
@@ -211,10 +236,10 @@ def train_minimum(
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, entry)
 
-    # exact BatchNorm statistics on the un-augmented training set, then the final numbers
-    recompute_bn_statistics(model, x_train, recipe["eval_batch_size"])
-    train = evaluate_model(model, x_train, y_train, recipe["eval_batch_size"])
-    test = evaluate_model(model, x_test, y_test, recipe["eval_batch_size"])
+    # the minimum keeps its exact statistics: the final numbers are those of the last epoch
+    train, test = exact_bn_metrics(
+        model, (x_train, y_train, x_test, y_test), recipe["eval_batch_size"], restore=False
+    )
     metrics = {
         "train_loss": float(train["loss"]),
         "train_error": float(train["error"]),

@@ -11,4 +11,5 @@ autoneb_job(
     data_dir=snakemake.config["data_dir"],
     device=snakemake.config["device"],
     threads=snakemake.threads,
+    cycle_times=snakemake.params.cycle_times,
 )

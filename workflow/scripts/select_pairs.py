@@ -10,4 +10,5 @@ select_pairs_job(
     round_index=int(snakemake.wildcards.round),
     max_paths=snakemake.params.max_paths,
     pairs_per_round=snakemake.params.pairs_per_round,
+    similar_saddles_rtol=snakemake.params.similar_saddles_rtol,
 )

@@ -3,19 +3,23 @@
 The layout of both kinds is documented dataset by dataset in ``docs/pathfile.md``. Files are
 written atomically (a killed job never leaves a torn file) and every reader refuses, with a
 ``FileFormatError`` naming the file and the problem, anything that is not HDF5, is truncated, lacks
-a dataset, carries another format marker, or was written under another configuration hash.
+a dataset, carries another format marker, was written under another configuration hash, or no
+longer matches its checksums (``content_sha256`` over every attribute and dataset but the pivot
+arrays, verified on every read; ``pivots_sha256`` verified whenever the pivots are read).
+Identical results give identical bytes: the files hold no time stamps or wall times (those go to
+the job's log and benchmark files).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +31,12 @@ from ..atomic import atomic_path
 from ..errors import FileFormatError
 from ..runtime import provenance
 
-PATH_FORMAT = "path/1"
-EVALUATION_FORMAT = "path-evaluation/1"
+PATH_FORMAT = "path/2"
+EVALUATION_FORMAT = "path-evaluation/2"
 CYCLE_ARRAYS = ("t", "loss", "pivot_loss", "inserted")
-CYCLE_ATTRS = ("cycle", "steps", "lr", "n_pivots", "saddle_loss", "wall_s")
+CYCLE_ATTRS = ("cycle", "steps", "lr", "n_pivots", "saddle_loss")
+#: datasets whose bytes are covered by their own digest, not by ``content_sha256``
+_PIVOT_ARRAYS = "pivots"
 _CHUNK_MAX = 1 << 20  # elements per chunk along a pivot row (4 MiB of float32)
 
 # root attributes set by the writers; ``extra_attrs`` may not use these names
@@ -47,11 +53,14 @@ _RESERVED = frozenset(
         "version",
         "git_revision",
         "torch",
-        "created_utc",
         "saddle_loss",
+        "autoneb_saddle_loss",
+        "weight_subset",
         "n_cycles",
         "n_pivots",
         "dim",
+        "pivots_sha256",
+        "content_sha256",
     }
 )
 
@@ -81,7 +90,6 @@ class PathCycle:
     pivot_loss: np.ndarray
     saddle_loss: float
     inserted: list[float]
-    wall_s: float
     pivots: np.ndarray | None = None
 
 
@@ -94,7 +102,10 @@ class PathRecord:
     pivots: torch.Tensor | None  # [N+2, D] float32, None when read with load_pivots=False
     target_weights: np.ndarray  # [N+1] float64
     history: list[PathCycle]
-    saddle_loss: float
+    saddle_loss: float  # the MST weight: max of saddle["train_loss"]
+    autoneb_saddle_loss: float  # AutoNEB's own estimate (last cycle, insertion subset)
+    saddle: dict[str, np.ndarray]  # "t", "train_loss": the path on the row's weighting data
+    weight_subset: int | None  # training samples of that data (None: the full training set)
     cycle_saddle_loss: np.ndarray  # [n_cycles] float64
     config: dict
     config_hash: str
@@ -188,7 +199,6 @@ def _write_root_attrs(
         "seed": int(seed),
         "dataset": str(dataset),
         "arch": str(arch),
-        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     attrs.update({k: str(v) for k, v in provenance().items()})
     for key, value in (extra_attrs or {}).items():
@@ -204,10 +214,59 @@ def _write_root_attrs(
             ) from None
 
 
+def _sha256(array: np.ndarray) -> str:
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _content_digest(f: h5py.File) -> str:
+    """SHA-256 of every attribute (but ``content_sha256``) and every dataset (but the pivot
+    arrays, which carry digests of their own), in sorted order, as read back from the file."""
+    digest = hashlib.sha256()
+    names = [""]
+    f.visit(names.append)
+    for name in sorted(names):
+        obj = f[name] if name else f
+        for key in sorted(obj.attrs):
+            if name == "" and key == "content_sha256":
+                continue
+            value = _decode(obj.attrs[key])
+            digest.update(f"{name}@{key}={json.dumps(value, default=str)}".encode())
+        if isinstance(obj, h5py.Dataset) and obj.name.rsplit("/", 1)[-1] != _PIVOT_ARRAYS:
+            digest.update(name.encode())
+            digest.update(_sha256(obj[()]).encode())
+    return digest.hexdigest()
+
+
+def _seal(f: h5py.File) -> None:
+    f.attrs["content_sha256"] = _content_digest(f)
+
+
+def _check_seal(path: Path, f: h5py.File) -> None:
+    stored = _decode(f.attrs.get("content_sha256"))
+    if stored is None or stored != _content_digest(f):
+        raise FileFormatError(
+            f"{path}: content checksum mismatch (the file was changed or damaged after it was "
+            "written); delete it and rerun the workflow, which recomputes it"
+        )
+
+
+def _check_pivots(path: Path, name: str, array: np.ndarray, stored) -> None:
+    if stored is None or _sha256(array) != stored:
+        raise FileFormatError(
+            f"{path}: checksum mismatch of {name} (the file was changed or damaged after it was "
+            "written); delete it and rerun the workflow, which recomputes it"
+        )
+
+
 def write_path(
     filename: str | os.PathLike,
     result,
     *,
+    saddle: Mapping[str, Any],
+    weight_subset: int | None,
     endpoints: tuple,
     config: Mapping,
     seed: int,
@@ -219,7 +278,10 @@ def write_path(
 ) -> Path:
     """Write an ``AutoNEBResult`` (duck-typed) to ``filename`` atomically; returns the path.
 
-    ``endpoints`` = ``(id_a, id_b)``: ``result.pivots[0]`` is minimum ``id_a``, the last row
+    ``saddle`` = ``{"t", "train_loss"}``: the training loss along the final path on the row's
+    weighting data (``weight_subset`` samples, ``None`` = the full training set) with exact
+    BatchNorm statistics; its maximum is the path's saddle, the weight of Algorithm 3 and the
+    MST. ``endpoints`` = ``(id_a, id_b)``: ``result.pivots[0]`` is minimum ``id_a``, the last row
     ``id_b``. Pivots are stored as float32 (bitwise round trip for float32 input), compressed
     (gzip level 4 + shuffle filter) in chunks of one pivot row; ``compression`` may be "gzip",
     "lzf" or None.
@@ -236,9 +298,12 @@ def write_path(
             f"{pivots.shape[0]} pivots, got shape {weights.shape}"
         )
     history = list(result.history)
-    saddle = getattr(result, "saddle_loss", None)
-    if saddle is None:
-        saddle = history[-1].saddle_loss if history else math.nan
+    autoneb_saddle = getattr(result, "saddle_loss", None)
+    if autoneb_saddle is None:
+        autoneb_saddle = history[-1].saddle_loss if history else math.nan
+    curve = {k: _to_numpy(saddle[k], np.float64).reshape(-1) for k in ("t", "train_loss")}
+    if curve["t"].shape != curve["train_loss"].shape or not curve["t"].size:
+        raise ValueError(f"{filename}: the saddle curve needs matching, non-empty t and train_loss")
     with atomic_path(filename) as tmp, h5py.File(tmp, "w") as f:
         _write_root_attrs(
             f,
@@ -252,12 +317,18 @@ def write_path(
             extra_attrs=extra_attrs,
             filename=filename,
         )
-        f.attrs["saddle_loss"] = float(saddle)
+        f.attrs["saddle_loss"] = float(curve["train_loss"].max())
+        f.attrs["autoneb_saddle_loss"] = float(autoneb_saddle)
+        f.attrs["weight_subset"] = -1 if weight_subset is None else int(weight_subset)
+        f.attrs["pivots_sha256"] = _sha256(pivots)
         f.attrs["n_cycles"] = len(history)
         f.attrs["n_pivots"] = pivots.shape[0] - 2
         f.attrs["dim"] = pivots.shape[1]
         _pivot_dataset(f, "pivots", pivots, compression)
         f.create_dataset("target_weights", data=weights)
+        g = f.create_group("saddle")
+        for k, v in curve.items():
+            g.create_dataset(k, data=v)
         f.create_dataset(
             "cycle_saddle_loss",
             data=np.array([float(r.saddle_loss) for r in history], dtype=np.float64),
@@ -270,7 +341,6 @@ def write_path(
             g.attrs["lr"] = float(rec.lr)
             g.attrs["n_pivots"] = int(rec.n_pivots)
             g.attrs["saddle_loss"] = float(rec.saddle_loss)
-            g.attrs["wall_s"] = float(rec.wall_s)
             for name in CYCLE_ARRAYS:
                 g.create_dataset(name, data=_to_numpy(getattr(rec, name), np.float64).reshape(-1))
             cyc_pivots = getattr(rec, "pivots", None)
@@ -278,7 +348,9 @@ def write_path(
                 cp = _to_numpy(cyc_pivots, np.float32)
                 if cp.ndim != 2:
                     raise ValueError(f"{filename}: cycle {rec.cycle} pivots must be 2-D")
+                g.attrs["pivots_sha256"] = _sha256(cp)
                 _pivot_dataset(g, "pivots", cp, compression)
+        _seal(f)
     return filename
 
 
@@ -338,6 +410,7 @@ def write_evaluation(
                 g.create_dataset(k, data=v)
                 if k != "t":
                     g.attrs[f"saddle_{k}"] = float(np.max(v)) if v.size else math.nan
+        _seal(f)
     return filename
 
 
@@ -376,7 +449,10 @@ def _open_checked(filename, marker: str, expect_config_hash: str | None):
                 f"(expected {marker!r})"
             )
         if found != marker:
-            raise FileFormatError(f"{path}: format {found!r}, expected {marker!r}")
+            raise FileFormatError(
+                f"{path}: format {found!r}, expected {marker!r} (another kind of file, or one "
+                "written by another nobarriers version; delete it to recompute it)"
+            )
         stored_hash = _decode(f.attrs.get("config_hash"))
         if expect_config_hash is not None and stored_hash != expect_config_hash:
             raise FileFormatError(
@@ -448,9 +524,9 @@ def read_path(
     are None. A mismatching ``expect_config_hash`` / ``expect_endpoints`` is a FileFormatError.
     """
     with _open_checked(filename, PATH_FORMAT, expect_config_hash) as (path, f):
-        _require(path, f, ("pivots", "target_weights", "cycle_saddle_loss", "cycles"))
+        _require(path, f, ("pivots", "target_weights", "cycle_saddle_loss", "cycles", "saddle"))
         common = _common(path, f, expect_endpoints)
-        _require_attrs(path, f, ("saddle_loss",))
+        _require_attrs(path, f, ("saddle_loss", "autoneb_saddle_loss", "weight_subset"))
         shape = f["pivots"].shape
         if len(shape) != 2 or shape[0] < 2:
             raise FileFormatError(f"{path}: /pivots has shape {shape}, expected [N+2, D]")
@@ -459,13 +535,22 @@ def read_path(
             raise FileFormatError(
                 f"{path}: /target_weights has shape {weights.shape} for {shape[0]} pivots"
             )
-        pivots = torch.from_numpy(f["pivots"][()]) if load_pivots else None
+        pivots = None
+        if load_pivots:
+            array = f["pivots"][()]
+            _check_pivots(path, "/pivots", array, _decode(f.attrs.get("pivots_sha256")))
+            pivots = torch.from_numpy(array)
         history = []
         names = sorted(f["cycles"], key=int)
         for name in names:
             g = f["cycles"][name]
             _require(path, g, CYCLE_ARRAYS)
             _require_attrs(path, g, CYCLE_ATTRS)
+            cycle_pivots = None
+            if load_pivots and "pivots" in g:
+                cycle_pivots = g["pivots"][()]
+                _check_pivots(path, f"{g.name}/pivots", cycle_pivots, _decode(
+                    g.attrs.get("pivots_sha256")))  # fmt: skip
             history.append(
                 PathCycle(
                     cycle=int(g.attrs["cycle"]),
@@ -477,8 +562,7 @@ def read_path(
                     pivot_loss=g["pivot_loss"][()],
                     saddle_loss=float(g.attrs["saddle_loss"]),
                     inserted=[float(x) for x in g["inserted"][()]],
-                    wall_s=float(g.attrs["wall_s"]),
-                    pivots=g["pivots"][()] if (load_pivots and "pivots" in g) else None,
+                    pivots=cycle_pivots,
                 )
             )
         cycle_saddle = f["cycle_saddle_loss"][()]
@@ -487,11 +571,17 @@ def read_path(
                 f"{path}: /cycle_saddle_loss has {cycle_saddle.shape} entries for "
                 f"{len(history)} cycles under /cycles"
             )
+        saddle, _ = _read_curves(path, f["saddle"])
+        subset = int(f.attrs["weight_subset"])
+        _check_seal(path, f)
         return PathRecord(
             pivots=pivots,
             target_weights=weights,
             history=history,
             saddle_loss=float(f.attrs["saddle_loss"]),
+            autoneb_saddle_loss=float(f.attrs["autoneb_saddle_loss"]),
+            saddle=saddle,
+            weight_subset=None if subset < 0 else subset,
             cycle_saddle_loss=cycle_saddle,
             **common,
         )
@@ -520,6 +610,7 @@ def read_evaluation(
         common = _common(path, f, expect_endpoints)
         dense, saddles = _read_curves(path, f["dense"])
         line, line_saddles = _read_curves(path, f["line"]) if "line" in f else ({}, {})
+        _check_seal(path, f)
         return EvaluationRecord(
             dense=dense, line=line, saddles=saddles, line_saddles=line_saddles, **common
         )

@@ -123,7 +123,8 @@ class LandscapeRecord(_Record):
     KIND = "landscape record"
     nodes: list[int]
     minimum_loss: dict[int, float]
-    computed: dict[tuple[int, int], float]
+    computed: dict[tuple[int, int], float]  # the MST weights (mst.weight_subset data)
+    autoneb_saddle: dict[tuple[int, int], float]  # AutoNEB's own estimates, for the record
     mst: list[tuple[int, int, float]]
     bounds: list[list[float]]
     merges: list[tuple[int, int, float, int]]
@@ -135,6 +136,9 @@ class LandscapeRecord(_Record):
             "nodes": [int(n) for n in self.nodes],
             "minimum_loss": {str(k): float(v) for k, v in self.minimum_loss.items()},
             "computed": [[int(a), int(b), float(s)] for (a, b), s in sorted(self.computed.items())],
+            "autoneb_saddle": [
+                [int(a), int(b), float(s)] for (a, b), s in sorted(self.autoneb_saddle.items())
+            ],
             "mst": [[int(a), int(b), float(s)] for a, b, s in self.mst],
             "bounds": [[float(x) if math.isfinite(x) else None for x in r] for r in self.bounds],
             "merges": [[int(a), int(b), float(h), int(n)] for a, b, h, n in self.merges],
@@ -148,6 +152,7 @@ class LandscapeRecord(_Record):
             nodes=[int(n) for n in payload["nodes"]],
             minimum_loss={int(k): float(v) for k, v in payload["minimum_loss"].items()},
             computed={(int(a), int(b)): float(s) for a, b, s in payload["computed"]},
+            autoneb_saddle={(int(a), int(b)): float(s) for a, b, s in payload["autoneb_saddle"]},
             mst=[(int(a), int(b), float(s)) for a, b, s in payload["mst"]],
             bounds=[[math.inf if x is None else float(x) for x in r] for r in payload["bounds"]],
             merges=[(int(a), int(b), float(h), int(n)) for a, b, h, n in payload["merges"]],
@@ -160,8 +165,9 @@ class LandscapeRecord(_Record):
     @classmethod
     def read(cls, path):
         payload = _read_json(path, cls.KIND)
-        missing = [f for f in ("nodes", "minimum_loss", "computed", "mst", "bounds", "merges",
-                               "config_hash") if f not in payload]  # fmt: skip
+        required = ("nodes", "minimum_loss", "computed", "autoneb_saddle", "mst", "bounds",
+                    "merges", "config_hash")  # fmt: skip
+        missing = [f for f in required if f not in payload]
         if missing:
             raise FileFormatError(f"{cls.KIND} {path}: missing field(s) {', '.join(missing)}")
         try:

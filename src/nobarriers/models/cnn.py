@@ -5,7 +5,11 @@ Each of the ``D`` convolutional layers is a 5×5 convolution (padding 2, with bi
 BatchNorm1d and ReLU, and a linear classifier. On CIFAR10 (3×32×32, 10 classes) this gives the
 parameter counts of docs/design.md, e.g. CNN-12: 790,706 and CNN-48×3: 319,178.
 
-Initialisation: PyTorch's defaults (as in the authors' code).
+Initialisation: PyTorch's defaults -- convolution and linear weights and biases uniform in
++-1/sqrt(fan_in) (``kaiming_uniform_(a=sqrt(5))``), BatchNorm weight 1 and bias 0. The paper does
+not state an initialisation; the authors' code draws every weight from N(0, 1/fan_in) with zero
+biases (its ``param_init``), the same scale up to the distribution's shape (the uniform's
+standard deviation is 1/sqrt(3 fan_in)).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The per-pair table ``pairs.csv``: one row per computed path of a row.
 
-Columns: the pair and its minima's training losses, the AutoNEB saddle, MST membership, the
+Columns: the pair and its minima's training losses, the path's saddle (the MST weight) and
+AutoNEB's own estimate of it, MST membership, the
 ultrametric upper bound (``landscape.ultrametric_bounds``), and, where evaluated, the maxima of
 every metric along the dense exact-BN evaluation of the path and along the straight line.
 """
@@ -22,7 +23,8 @@ PAIR_DETAIL_COLUMNS = [
     "j",
     "min_i_train_loss",
     "min_j_train_loss",
-    "autoneb_saddle_train_loss",
+    "saddle_train_loss",
+    "autoneb_saddle_loss",
     "on_mst",
     "ultrametric_bound",
     "dense_train_loss",
@@ -65,15 +67,18 @@ def pair_details(
     *,
     minimum_loss: Mapping | None = None,
     bounds: tuple,
+    estimates: Mapping[tuple, float] | None = None,
     dense: Mapping[tuple, Mapping] | None = None,
     linear: Mapping[tuple, Mapping] | None = None,
     config_hash: str | None = None,
 ) -> list[dict]:
     """One row per computed path (columns: ``PAIR_DETAIL_COLUMNS``), sorted by pair.
 
-    ``computed[(i, j)]``: saddle train loss of the AutoNEB run (last cycle); ``mst_edges``:
-    ``[(i, j, saddle)]`` (``landscape.minimum_spanning_tree``); ``minimum_loss[seed]``: train loss
-    of each minimum; ``bounds``: ``(nodes, matrix)`` of ``landscape.ultrametric_bounds``;
+    ``computed[(i, j)]``: the path's saddle training loss, the MST weight (``mst.weight_subset``
+    data, exact BN); ``estimates[(i, j)]``: AutoNEB's own estimate (last cycle, insertion
+    subset); ``mst_edges``: ``[(i, j, saddle)]`` (``landscape.minimum_spanning_tree``);
+    ``minimum_loss[seed]``: train loss of each minimum; ``bounds``: ``(nodes, matrix)`` of
+    ``landscape.ultrametric_bounds``;
     ``dense[(i, j)]`` / ``linear[(i, j)]``: the maxima
     ``{train_loss, train_error, test_loss, test_error}`` along the densely evaluated path / the
     straight segment (MST edges only, or any pair that has them). Missing values stay empty.
@@ -93,7 +98,8 @@ def pair_details(
             "j": j,
             "min_i_train_loss": None if minimum_loss is None else float(minimum_loss[i]),
             "min_j_train_loss": None if minimum_loss is None else float(minimum_loss[j]),
-            "autoneb_saddle_train_loss": float(_lookup(computed, key)),
+            "saddle_train_loss": float(_lookup(computed, key)),
+            "autoneb_saddle_loss": None if estimates is None else float(_lookup(estimates, key)),
             "on_mst": key in on_mst,
             "ultrametric_bound": bound,
             "config_hash": config_hash,

@@ -5,14 +5,19 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..atomic import atomic_path
 from ..autoneb import run_autoneb
 from ..autoneb_config import split_autoneb
 from ..config import stage_hash
 from ..errors import FileFormatError
+from ..evaluate import saddle_curve
 from ..formats.pathfile import read_path, write_path
 from ..formats.records import LandscapeRecord, RoundRecord
 from ..landscape import minimum_spanning_tree, next_pairs, single_linkage, ultrametric_bounds
 from ..model_energy import ModelEnergy
+from ..models import build_model
+from ..path_geometry import dense_positions
+from ..progress import Progress
 from ..runtime import provenance
 from .common import load_row_minima, start_compute_job
 
@@ -28,14 +33,17 @@ def _minimum_losses(minima_paths, row: dict) -> dict[int, float]:
     return {m.seed: float(m.metrics["train_loss"]) for m in load_row_minima(minima_paths, row)}
 
 
-def _computed_saddles(path_files, row: dict) -> dict[tuple, float]:
-    """The saddle of every computed path, keyed by the endpoints the file stores."""
+def _computed_saddles(path_files, row: dict) -> tuple[dict, dict]:
+    """The saddle (the MST weight) and AutoNEB's own estimate of every computed path, keyed by
+    the endpoints the file stores."""
     expected = stage_hash(row, "paths")
-    computed = {}
+    weights, estimates = {}, {}
     for p in path_files:
         record = read_path(p, load_pivots=False, expect_config_hash=expected)
-        computed[tuple(sorted(map(int, record.endpoints)))] = float(record.saddle_loss)
-    return computed
+        pair = tuple(sorted(map(int, record.endpoints)))
+        weights[pair] = float(record.saddle_loss)
+        estimates[pair] = float(record.autoneb_saddle_loss)
+    return weights, estimates
 
 
 def select_pairs_job(
@@ -46,12 +54,20 @@ def select_pairs_job(
     round_index: int,
     max_paths: int,
     pairs_per_round: int,
+    similar_saddles_rtol: float | None = None,
 ) -> RoundRecord:
     """Algorithm 3, one round: which pairs to connect next (an empty list ends the loop).
-    ``row``: the row's ``paths`` stage settings."""
+    ``row``: the row's ``paths`` stage settings; the budget and the early stop are the
+    ``exploration`` settings."""
     losses = _minimum_losses(minima_paths, row)
-    computed = _computed_saddles(path_files, row)
-    pairs = next_pairs(losses, computed, max_new=pairs_per_round, budget=max_paths)
+    computed, _ = _computed_saddles(path_files, row)
+    pairs = next_pairs(
+        losses,
+        computed,
+        max_new=pairs_per_round,
+        budget=max_paths,
+        similar_rtol=similar_saddles_rtol,
+    )
     record = RoundRecord(
         round=int(round_index),
         pairs=[(int(a), int(b)) for a, b in pairs],
@@ -61,20 +77,33 @@ def select_pairs_job(
         config_hash=stage_hash(row, "paths"),
     )
     record.write(out_json)
-    log.info(
-        "round %d: %d paths computed so far, selected %s",
-        round_index,
-        len(computed),
-        record.pairs or "nothing (exploration done)",
-    )
+    if record.pairs:
+        done = f"selected {record.pairs}"
+    elif len(computed) >= max_paths:
+        done = f"nothing: the budget of {max_paths} paths is spent"
+    elif len(computed) < len(losses) * (len(losses) - 1) // 2:
+        done = f"nothing: the tree holds only similar saddles (rtol {similar_saddles_rtol})"
+    else:
+        done = "nothing: every pair has a path"
+    log.info("round %d: %d paths computed so far, %s", round_index, len(computed), done)
     return record
 
 
 def autoneb_job(
-    row: dict, minimum_a, minimum_b, out_path, state_path, data_dir, device, threads
+    row: dict,
+    minimum_a,
+    minimum_b,
+    out_path,
+    state_path,
+    data_dir,
+    device,
+    threads,
+    cycle_times=None,
 ) -> None:
-    """Connect two minima with AutoNEB (resumable) and store the path as HDF5.
-    ``row``: the row's ``paths`` stage settings."""
+    """Connect two minima with AutoNEB (resumable), measure the path's saddle on the row's
+    weighting data, and store the path as HDF5. ``row``: the row's ``paths`` stage settings;
+    ``cycle_times``: a TSV for the wall time of every cycle (run-specific, so not in the path
+    file, which holds only what identical runs reproduce)."""
     chosen, data = start_compute_job(row["dataset"], data_dir, device, threads)
     ma, mb = load_row_minima([minimum_a, minimum_b], row)
     if ma.arch != row["arch"] or mb.arch != row["arch"]:
@@ -83,16 +112,38 @@ def autoneb_job(
         )
     config, energy_settings = split_autoneb(row["autoneb"])
     model = ma.build(data.num_classes, data.input_shape).to(chosen)
-    energy = ModelEnergy(
-        model, data.x_train, data.y_train, device=chosen, **energy_settings.to_dict()
+    energy = ModelEnergy.from_settings(
+        model, data.x_train, data.y_train, energy_settings, data.augment, device=chosen
     )
     start = energy.point_of(model)
     end = energy.point_of(mb.build(data.num_classes, data.input_shape).to(chosen))
     seed = path_seed(ma.seed, mb.seed)
     result = run_autoneb(energy, start, end, config, state_path=state_path, seed=seed)
+    # the MST weight: every pair of the row measured on the same data, exact BatchNorm
+    subset = row["mst"]["weight_subset"]
+    positions = len(dense_positions(result.pivots.shape[0], config.n_between))
+    saddle = saddle_curve(
+        build_model(row["arch"], data.num_classes, data.input_shape).to(chosen),
+        result.pivots.to(chosen),
+        data,
+        config.n_between,
+        subset,
+        batch_size=row["recipe"]["eval_batch_size"],
+        progress=Progress(positions, "saddle point"),
+    )
+    log.info(
+        "path %d-%d: saddle training loss %.5g on %s (AutoNEB's estimate %.5g)",
+        ma.seed,
+        mb.seed,
+        saddle["train_loss"].max(),
+        "the full training set" if subset is None else f"a fixed subset of {subset}",
+        result.saddle_loss,
+    )
     write_path(
         out_path,
         result,
+        saddle=saddle,
+        weight_subset=subset,
         endpoints=(ma.seed, mb.seed),
         config=row,
         seed=seed,
@@ -100,19 +151,30 @@ def autoneb_job(
         arch=row["arch"],
         config_hash=stage_hash(row, "paths"),
     )
+    if cycle_times is not None:
+        write_cycle_times(cycle_times, result.history)
     Path(state_path).unlink(missing_ok=True)
+
+
+def write_cycle_times(path, history) -> None:
+    """The wall time of every AutoNEB cycle, one line each (cycle, steps, pivots, seconds)."""
+    lines = ["cycle\tsteps\tn_pivots\twall_s"]
+    lines += [f"{r.cycle}\t{r.steps}\t{r.n_pivots}\t{r.wall_s:.3f}" for r in history]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
 
 
 def landscape_job(row: dict, minima_paths, path_files, out_json) -> LandscapeRecord:
     """MST, ultrametric bounds and single-linkage merges of all computed paths.
     ``row``: the row's ``paths`` stage settings."""
     losses = _minimum_losses(minima_paths, row)
-    computed = _computed_saddles(path_files, row)
+    computed, estimates = _computed_saddles(path_files, row)
     nodes, bounds = ultrametric_bounds(losses, computed)
     record = LandscapeRecord(
         nodes=[int(n) for n in nodes],
         minimum_loss=losses,
         computed=computed,
+        autoneb_saddle=estimates,
         mst=minimum_spanning_tree(losses, computed),
         bounds=bounds.tolist(),
         merges=single_linkage(nodes, bounds),

@@ -81,6 +81,7 @@ def table_row_job(
         landscape.mst,
         minimum_loss=landscape.minimum_loss,
         bounds=(landscape.nodes, np.array(landscape.bounds)),
+        estimates=landscape.autoneb_saddle,
         dense={pair: rec.saddles for pair, rec in evaluations.items()},
         linear={pair: rec.line_saddles for pair, rec in evaluations.items()},
         config_hash=config_hash,
