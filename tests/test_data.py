@@ -1,8 +1,6 @@
 """Datasets: CIFAR loaders on generated archives in CIFAR's own format, offline errors,
 batched augmentation, minibatch iteration, the digits split."""
 
-import hashlib
-import pickle
 import tarfile
 import urllib.error
 
@@ -10,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision.datasets.utils as tv_utils
-from torchvision.datasets import CIFAR10
+from cifar_archive import md5, write_cifar_archive, write_cifar_folder
 
 from nobarriers import data
 from nobarriers.errors import ConfigError, FileFormatError, NoBarriersError
@@ -18,40 +16,8 @@ from nobarriers.errors import ConfigError, FileFormatError, NoBarriersError
 torch.set_num_threads(1)
 
 
-def _md5(path):
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
 def _write_cifar(root, name, per_file=4, seed=0):
-    """Tiny CIFAR10/100 folder in the on-disk format of the real archives.
-
-    Returns (folder, checksums, images) with images = {"train": uint8 N×32×32×3, "test": …}
-    and the labels in file order."""
-    rng = np.random.default_rng(seed)
-    if name == "cifar10":
-        folder = root / "cifar-10-batches-py"
-        files = {f"data_batch_{i}": "train" for i in range(1, 6)} | {"test_batch": "test"}
-        meta, meta_key, label_key, classes = "batches.meta", "label_names", "labels", 10
-    else:
-        folder = root / "cifar-100-python"
-        files = {"train": "train", "test": "test"}
-        meta, meta_key, label_key, classes = "meta", "fine_label_names", "fine_labels", 100
-    folder.mkdir(parents=True)
-    out = {"train": ([], []), "test": ([], [])}
-    for fname, split in files.items():
-        img = rng.integers(0, 256, size=(per_file, 32, 32, 3), dtype=np.uint8)
-        labels = [int(v) for v in rng.integers(0, classes, size=per_file)]
-        entry = {"data": img.transpose(0, 3, 1, 2).reshape(per_file, 3072), label_key: labels}
-        if name == "cifar100":
-            entry["coarse_labels"] = [v // 5 for v in labels]
-        (folder / fname).write_bytes(pickle.dumps(entry, protocol=2))
-        out[split][0].append(img)
-        out[split][1].extend(labels)
-    names = {meta_key: [f"class{i}" for i in range(classes)]}
-    (folder / meta).write_bytes(pickle.dumps(names, protocol=2))
-    checksums = {p.name: _md5(p) for p in folder.iterdir()}
-    images = {k: (np.concatenate(v[0]), np.array(v[1])) for k, v in out.items()}
-    return folder, checksums, images
+    return write_cifar_folder(root, name, per_file, seed)
 
 
 @pytest.mark.parametrize("name, n_train, n_test", [("cifar10", 20, 4), ("cifar100", 4, 4)])
@@ -118,21 +84,56 @@ def test_prepare_dataset_without_network(tmp_path, no_network):
     data.prepare_dataset("digits", tmp_path)  # bundled: nothing to download
 
 
-def test_prepare_dataset_uses_a_placed_archive_offline(tmp_path, no_network, monkeypatch):
+def test_prepare_dataset_uses_a_placed_archive_offline(tmp_path, no_network):
+    archive, checksums, images = write_cifar_archive(tmp_path / "data", "cifar10")
+    data.prepare_dataset("cifar10", archive.parent, checksums=checksums)
+    ds = data.load_dataset("cifar10", archive.parent, checksums=checksums)
+    assert ds.y_test.tolist() == images["test"][1].tolist()
+    # a second call finds the verified folder and leaves it alone
+    folder = archive.parent / "cifar-10-batches-py"
+    stamp = folder.stat().st_mtime_ns
+    data.prepare_dataset("cifar10", archive.parent, checksums=checksums)
+    assert folder.stat().st_mtime_ns == stamp
+
+
+def _leftovers(root):
+    return sorted(p.name for p in root.iterdir() if p.name != "cifar-10-python.tar.gz")
+
+
+def test_archive_with_a_wrong_checksum_is_refused_and_nothing_written(tmp_path, no_network):
+    archive, checksums, _ = write_cifar_archive(tmp_path, "cifar10")
+    with open(archive, "ab") as f:
+        f.write(b"\0")  # one byte more: another md5
+    with pytest.raises(FileFormatError) as err:
+        data.prepare_dataset("cifar10", tmp_path, checksums=checksums)
+    assert str(archive) in str(err.value) and "md5" in str(err.value)
+    assert "delete it" in str(err.value)
+    assert _leftovers(tmp_path) == []
+
+
+def test_truncated_archive_is_refused_and_nothing_half_written(tmp_path, no_network):
+    archive, checksums, _ = write_cifar_archive(tmp_path, "cifar10", per_file=40)
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size * 2 // 3])
+    # even with the truncated archive's own md5 expected, extraction fails on a cut member
+    checksums = {**checksums, archive.name: md5(archive)}
+    with pytest.raises(FileFormatError) as err:
+        data.prepare_dataset("cifar10", tmp_path, checksums=checksums)
+    assert str(archive) in str(err.value) and "truncated or damaged member" in str(err.value)
+    assert _leftovers(tmp_path) == []  # no half-extracted folder
+
+
+def test_archive_with_a_damaged_member_is_refused(tmp_path, no_network):
     src = tmp_path / "src"
-    folder, checksums, images = _write_cifar(src, "cifar10")
-    archive = tmp_path / "data" / "cifar-10-python.tar.gz"
-    archive.parent.mkdir()
+    folder, checksums, _ = write_cifar_folder(src, "cifar10")
+    (folder / "data_batch_2").write_bytes(b"not the batch the checksums describe")
+    archive = tmp_path / "cifar-10-python.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname=folder.name)
-    # the expected md5s of the generated archive and files instead of the real ones
-    monkeypatch.setattr(CIFAR10, "tgz_md5", _md5(archive))
-    monkeypatch.setattr(CIFAR10, "train_list", [[f, checksums[f]] for f, _ in CIFAR10.train_list])
-    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", checksums["test_batch"]]])
-    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": checksums["batches.meta"]})
-    data.prepare_dataset("cifar10", archive.parent)
-    ds = data.load_dataset("cifar10", archive.parent)
-    assert ds.y_test.tolist() == images["test"][1].tolist()
+    with pytest.raises(FileFormatError, match="data_batch_2 md5 mismatch"):
+        data.prepare_dataset(
+            "cifar10", tmp_path, checksums={**checksums, archive.name: md5(archive)}
+        )
+    assert _leftovers(tmp_path) == ["src"]
 
 
 def test_unknown_dataset():

@@ -123,7 +123,7 @@ def test_overlap_stage_from_minimum_files(tmp_path, predictions, monkeypatch):
     labels = torch.as_tensor(LABELS)
     data = Dataset("digits", 2, (1,), labels[:, None].float(), labels, labels[:, None].float(),
                    labels, "none")  # fmt: skip
-    monkeypatch.setattr(stage, "load_dataset", lambda *a, **k: data)
+    monkeypatch.setattr(stage.JobRuntime, "dataset", lambda self, name, device="cpu": data)
     paths = []
     for seed, pred in predictions.items():
         path = tmp_path / f"{seed}.safetensors"
@@ -134,12 +134,13 @@ def test_overlap_stage_from_minimum_files(tmp_path, predictions, monkeypatch):
         )  # fmt: skip
         paths.append(path)
     out = {k: tmp_path / f"o.{k}" for k in ("csv", "mcsv", "png", "pdf")}
+    runtime = stage.JobRuntime()
     flagged = stage.overlap_job(
-        row, paths, None, out["csv"], out["mcsv"], out["png"], out["pdf"], 0.7, "smaller"
+        row, paths, runtime, out["csv"], out["mcsv"], out["png"], out["pdf"], 0.7, "smaller"
     )
     assert [(r["seed_a"], r["seed_b"]) for r in flagged] == [(1, 3)]
     assert out["png"].stat().st_size > 1000 and out["mcsv"].exists()
     assert out["pdf"].read_bytes()[:4] == b"%PDF"
     # minima of another training configuration are refused
     with pytest.raises(NoBarriersError, match="config_hash"):
-        stage.overlap_job({**row, "arch": "mlp-2"}, paths, None, *out.values(), 0.7, "smaller")
+        stage.overlap_job({**row, "arch": "mlp-2"}, paths, runtime, *out.values(), 0.7, "smaller")

@@ -29,6 +29,7 @@ from nobarriers.overlap import read_overlap_csv
 from nobarriers.report.pairs import read_pair_details
 from nobarriers.report.table import read_table_b1
 from nobarriers.stages import data, evaluation, minima, overlap, paths, report
+from nobarriers.stages.common import JobRuntime
 
 CONFIG = {
     "minima_per_arch": 3,
@@ -52,18 +53,18 @@ def chain(tmp_path_factory):
     root = tmp_path_factory.mktemp("stages")
     settings = WorkflowConfig(dict(CONFIG))
     row = settings.row("digits", "mlp-4")
-    out = {"root": root, "row": row, "data_dir": root / "data"}
-    out["dataset"] = data.prepare_dataset_job("digits", out["data_dir"], root / "digits.json")
+    runtime = JobRuntime(data_dir=str(root / "data"), device="cpu")
+    out = {"root": root, "row": row, "runtime": runtime}
+    out["dataset"] = data.prepare_dataset_job("digits", runtime, root / "digits.json")
     minima_paths = []
     for seed in row["seeds"]:
         path = root / "minima" / f"{seed}.safetensors"
-        minima.train_job(stage_settings(row, "minima"), seed, path, root / f"{seed}.ckpt",
-                         out["data_dir"], "cpu", 1)  # fmt: skip
+        minima.train_job(stage_settings(row, "minima"), seed, path, root / f"{seed}.ckpt", runtime)
         minima_paths.append(path)
     out["minima"] = minima_paths
     ov = {k: root / "overlap" / f"o.{k}" for k in ("csv", "matrix.csv", "png", "pdf")}
     out["overlap_flagged"] = overlap.overlap_job(
-        stage_settings(row, "minima"), minima_paths, out["data_dir"], ov["csv"], ov["matrix.csv"],
+        stage_settings(row, "minima"), minima_paths, runtime, ov["csv"], ov["matrix.csv"],
         ov["png"], ov["pdf"], threshold=0.0, metric="smaller",
     )  # fmt: skip
     out["overlap"] = ov
@@ -80,7 +81,7 @@ def chain(tmp_path_factory):
             target = root / "paths" / f"{a}-{b}.h5"
             state = root / "paths" / f"{a}-{b}.state.pt"
             paths.autoneb_job(path_settings, minima_paths[a], minima_paths[b], target, state,
-                              out["data_dir"], "cpu", 1)  # fmt: skip
+                              runtime)  # fmt: skip
             path_files.append(target)
         r += 1
     out["rounds"], out["paths"] = rounds, path_files
@@ -92,7 +93,7 @@ def chain(tmp_path_factory):
     for a, b in out["landscape"].mst_pairs:
         target = root / "evaluated" / f"{a}-{b}.h5"
         evaluation.evaluate_path_job(eval_settings, root / "paths" / f"{a}-{b}.h5", target,
-                                     out["data_dir"], "cpu", 1)  # fmt: skip
+                                     runtime)  # fmt: skip
         evaluated.append(target)
     mst_files = [root / "paths" / f"{a}-{b}.h5" for a, b in out["landscape"].mst_pairs]
     evaluation.mst_paths_job(evaluated, mst_files, root / "mst_paths.json")
@@ -205,8 +206,7 @@ def test_table_b1_and_figures(chain, tmp_path):
                            root / "landscape.json", root / "mst_paths.json", [1, 2, 9],
                            **figures)  # fmt: skip
     report.slice_job(chain["eval_settings"], root / "landscape.json", root / "mst_paths.json",
-                     tmp_path / "s.png", tmp_path / "s.pdf", 3, 0.25, chain["data_dir"], "cpu",
-                     1)  # fmt: skip
+                     tmp_path / "s.png", tmp_path / "s.pdf", 3, 0.25, chain["runtime"])  # fmt: skip
     for path in [*figures.values(), out["fig5_png"], tmp_path / "s.png"]:
         assert path.stat().st_size > 1000, path
 
@@ -223,3 +223,22 @@ def test_results_of_another_configuration_are_refused(chain, tmp_path):
                             *(tmp_path / f"x{k}" for k in range(6)),
                             expected_hashes={"digits/mlp-4": "000000000000"})  # fmt: skip
     assert math.isfinite(chain["table_row"].factor)
+
+
+def test_path_job_checks_its_endpoints_against_their_files(chain, tmp_path):
+    # a minimum whose recorded loss is not what its weights give on this run's data (another
+    # dataset, or damage the checksum cannot see): refused before any AutoNEB step
+    from nobarriers.formats.minimum import write_minimum
+
+    m = load_minimum(chain["minima"][1])
+    changed = tmp_path / "1.safetensors"
+    write_minimum(changed, m.state_dict, m.predictions, arch=m.arch, dataset=m.dataset,
+                  seed=m.seed, recipe=m.recipe, metrics={**m.metrics, "train_loss": 0.5},
+                  history=m.history, config_hash=m.config_hash, num_classes=m.num_classes,
+                  input_shape=m.input_shape)  # fmt: skip
+    row = stage_settings(chain["row"], "paths")
+    with pytest.raises(FileFormatError) as err:
+        paths.autoneb_job(row, chain["minima"][0], changed, tmp_path / "0-1.h5",
+                          tmp_path / "0-1.state.pt", chain["runtime"])  # fmt: skip
+    assert str(changed) in str(err.value) and "records 0.5" in str(err.value)
+    assert not (tmp_path / "0-1.h5").exists() and not (tmp_path / "0-1.state.pt").exists()

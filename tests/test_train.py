@@ -146,10 +146,10 @@ def test_digits_minimum(trained, digits):
     assert not ckpt.exists()  # checkpoint removed after the minimum is written
     m = load_minimum(out, expect_arch="mlp-32", expect_dataset="digits", expect_config_hash="abc")
     assert (m.arch, m.dataset, m.seed) == ("mlp-32", "digits", 0)
-    assert m.metadata["nobarriers_format"] == "minimum/1"
-    assert m.metadata["recipe"] == recipe_for("mlp-32")
-    for key in ("version", "git_revision", "config_hash"):
-        assert key in m.metadata
+    assert m.recipe == recipe_for("mlp-32") and m.config_hash == "abc"
+    assert m.num_classes == 10 and m.input_shape == (1, 8, 8)
+    for key in ("version", "git_revision", "torch"):
+        assert m.provenance[key]
     assert m.metrics == pytest.approx(metrics)
     epochs = DIGITS_RECIPE["epochs"]
     assert [h["epoch"] for h in m.history] == list(range(1, epochs + 1))
@@ -263,13 +263,13 @@ def test_load_minimum_refuses_bad_files(trained, tmp_path):
         load_minimum(corrupt)
     unmarked = tmp_path / "unmarked.safetensors"
     save_file({"w": torch.zeros(2)}, str(unmarked), metadata={"arch": "mlp-32"})
-    with pytest.raises(FileFormatError, match="nobarriers_format"):
+    with pytest.raises(FileFormatError, match="not a minimum/2 file"):
         load_minimum(unmarked)
     with pytest.raises(FileFormatError, match="not found"):
         load_minimum(tmp_path / "missing.safetensors")
     # metadata round trip
-    meta = load_minimum(out).metadata
-    assert json.loads(json.dumps(meta["history"])) == meta["history"]
+    history = load_minimum(out).history
+    assert json.loads(json.dumps(history)) == history
 
 
 def test_learning_curve_is_measured_like_the_reported_numbers(digits, tmp_path):
@@ -303,3 +303,45 @@ def test_learning_curve_is_measured_like_the_reported_numbers(digits, tmp_path):
     assert (
         crossing_epoch([history], level)["epoch"] == crossing_epoch([exact_curve], level)["epoch"]
     )
+
+
+def test_damaged_weights_are_refused_with_the_file_named(trained, tmp_path):
+    # 224 bytes overwritten inside the weight data, the header intact: the damage seen in the
+    # field (Sadd 1.8e19 in a table) must stop the first job that reads the file
+    from safetensors import safe_open
+
+    out = tmp_path / "damaged.safetensors"
+    data = bytearray(trained[0].read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    with safe_open(str(trained[0]), framework="pt") as f:
+        assert "net.1.weight" in f.keys()
+    offset = header + 512
+    data[offset : offset + 224] = bytes((b + 7) % 256 for b in data[offset : offset + 224])
+    out.write_bytes(bytes(data))
+    with pytest.raises(FileFormatError) as err:
+        load_minimum(out)
+    assert str(out) in str(err.value) and "checksum mismatch" in str(err.value)
+    assert "delete it" in str(err.value)
+
+
+def test_minimum_without_batchnorm_statistics_is_refused(digits, tmp_path):
+    from nobarriers.formats.minimum import write_minimum
+    from nobarriers.models import build_model
+
+    model = build_model("cnn-4", 10, (1, 8, 8))
+    weights = {k: v for k, v in model.state_dict().items() if "running" not in k
+               and "num_batches" not in k}  # fmt: skip
+    path = tmp_path / "nobn.safetensors"
+    write_minimum(path, weights, torch.zeros(3, dtype=torch.int64), arch="cnn-4",
+                  dataset="digits", seed=0, recipe={}, metrics={}, history=[],
+                  num_classes=10, input_shape=(1, 8, 8))  # fmt: skip
+    with pytest.raises(FileFormatError) as err:
+        load_minimum(path)
+    assert str(path) in str(err.value) and "no BatchNorm statistics" in str(err.value)
+
+
+def test_identical_training_runs_write_identical_bytes(digits, tmp_path):
+    a, b = tmp_path / "a.st", tmp_path / "b.st"
+    train_minimum("mlp-8", digits, SHORT, 4, a, tmp_path / "a.ckpt", config_hash="h")
+    train_minimum("mlp-8", digits, SHORT, 4, b, tmp_path / "b.ckpt", config_hash="h")
+    assert a.read_bytes() == b.read_bytes()

@@ -152,3 +152,79 @@ def test_tiny_workflow_end_to_end(tmp_path):
     run_tiny(3, "--report", str(report))
     text = report.read_text(errors="replace")
     assert "Table B.1" in text and "Figure 5" in text
+
+
+CIFAR_TINY = ROOT / "tests" / "configs" / "cifar_tiny.yaml"
+
+
+@pytest.mark.slow
+def test_cifar_format_batchnorm_networks_end_to_end(tmp_path):
+    """The paper's ground: BatchNorm conv nets (CNN, ResNet with option-A shortcuts, DenseNet) on
+    a CIFAR10 archive in CIFAR's own format, through the real torchvision loader and its checksum
+    verification, training, overlap, the AutoNEB loop, exact-BN evaluation, figures, Table B.1."""
+    import torch
+    from cifar_archive import write_cifar_archive
+
+    from nobarriers.data import load_dataset
+    from nobarriers.formats.minimum import load_minimum
+    from nobarriers.formats.pathfile import read_evaluation, read_path
+    from nobarriers.models import build_model, parameter_count
+    from nobarriers.points import evaluate_model, recompute_bn_statistics
+
+    data_dir = tmp_path / "data"
+    archive, checksums, _ = write_cifar_archive(data_dir, "cifar10", per_file=24, classes=4)
+    config = yaml.safe_load(CIFAR_TINY.read_text())
+    config |= {"results_dir": str(tmp_path / "results"), "data_dir": str(data_dir),
+               "dataset_checksums": {"cifar10": checksums}}  # fmt: skip
+    path = tmp_path / "cifar.yaml"
+    path.write_text(yaml.safe_dump(config))
+    snakemake("--cores", "2", "--configfile", str(path), timeout=1500)
+    results = tmp_path / "results"
+    assert (data_dir / "cifar-10-batches-py" / "data_batch_5").is_file()  # verified, extracted
+    data = load_dataset("cifar10", data_dir, checksums=checksums)
+    assert data.x_train.shape == (120, 3, 32, 32)
+
+    table = {r["architecture"]: r for r in read_csv(results / "table_b1.csv")}
+    assert set(table) == {"cnn-4", "resnet-8", "densenet-7-4"}
+    for arch, row in table.items():
+        for column, value in row.items():
+            if column not in ("epoch", "epoch_fraction", "epoch_in_last_phase"):
+                assert value != "", (arch, column)
+        assert math.isfinite(float(row["train_sadd"])) and int(row["n_edges"]) == 1
+        minima = [load_minimum(p) for p in sorted((results / "cifar10" / arch / "minima")
+                                                   .glob("*.safetensors"))]  # fmt: skip
+        # BatchNorm buffers are stored, and they are the exact statistics of the training set
+        for m in minima:
+            means = [k for k in m.state_dict if k.endswith("running_mean")]
+            assert means, arch
+            model = m.build()
+            stored = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+            loss_stored = evaluate_model(model, data.x_train, data.y_train, 256)["loss"]
+            recompute_bn_statistics(model, data.x_train, 256)
+            for k, v in stored.items():
+                torch.testing.assert_close(model.state_dict()[k], v, atol=1e-4, rtol=1e-4)
+            assert loss_stored == pytest.approx(m.metrics["train_loss"], rel=1e-5)
+            # default (unrecomputed) statistics would give another loss: what the table uses
+            fresh = build_model(arch, 10, (3, 32, 32))
+            fresh.load_state_dict({k: v for k, v in m.state_dict.items() if "running" not in k
+                                   and "num_batches" not in k}, strict=False)  # fmt: skip
+            loss_default = evaluate_model(fresh, data.x_train, data.y_train, 256)["loss"]
+            assert abs(loss_default - loss_stored) > 1e-3 * loss_stored, arch
+        assert float(row["train_min"]) == pytest.approx(
+            sum(m.metrics["train_loss"] for m in minima) / len(minima), rel=1e-9
+        )
+        # path files of BN nets round-trip with the trainable parameters only as coordinates
+        for p in (results / "cifar10" / arch / "paths").glob("*.h5"):
+            record = read_path(p)
+            assert record.pivots.shape[1] == parameter_count(build_model(arch, 10, (3, 32, 32)))
+            assert record.saddle_loss == pytest.approx(record.saddle["train_loss"].max())
+        # the dense exact-BN evaluation starts and ends at the minima's own numbers
+        for p in (results / "cifar10" / arch / "evaluated").glob("*.h5"):
+            ev = read_evaluation(p)
+            a, b = ev.endpoints
+            first = next(m for m in minima if m.seed == a)
+            assert ev.dense["train_loss"][0] == pytest.approx(first.metrics["train_loss"], rel=1e-4)
+    figures = list((results / "figures").rglob("*.png"))
+    assert len(figures) == 1 + 3 * 6
+    for figure in figures:
+        assert_image(figure)

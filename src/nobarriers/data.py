@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tarfile
+import tempfile
 import urllib.error
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,10 +103,10 @@ def _where(cls, root) -> str:
 def _verified_class(name: str, verify: bool, checksums: Mapping[str, str] | None):
     """torchvision's CIFAR class, optionally with other expected md5s or without the md5 check.
 
-    ``checksums`` (file name -> md5, e.g. ``{"data_batch_1": "…", "batches.meta": "…"}``) replaces
-    torchvision's expected md5s of those files. It is the test hook that lets the real loader
-    (and its real integrity check) read a small archive generated in CIFAR's on-disk format.
-    ``verify=False`` only checks that the files exist.
+    ``checksums`` (file name -> md5, e.g. ``{"cifar-10-python.tar.gz": "…", "data_batch_1": "…"}``)
+    replaces torchvision's expected md5s of those files (the config's ``dataset_checksums``: a
+    local mirror whose files differ, or the archive the test suite generates in CIFAR's own
+    format). ``verify=False`` only checks that the files exist.
     """
     base = _cifar_class(name)
     if verify and not checksums:
@@ -115,6 +119,7 @@ def _verified_class(name: str, verify: bool, checksums: Mapping[str, str] | None
         return checksums.get(file_name, default)
 
     attrs = {
+        "tgz_md5": md5(base.filename, base.tgz_md5),
         "train_list": [[f, md5(f, m)] for f, m in base.train_list],
         "test_list": [[f, md5(f, m)] for f, m in base.test_list],
         "meta": {**base.meta, "md5": md5(base.meta["filename"], base.meta["md5"])},
@@ -122,33 +127,84 @@ def _verified_class(name: str, verify: bool, checksums: Mapping[str, str] | None
     return type(base.__name__, (base,), attrs)
 
 
-def prepare_dataset(name: str, root) -> None:
-    """Make a dataset available under ``root``: download CIFAR once (md5-checked by torchvision),
-    or verify what is already there. Digits are bundled with scikit-learn: the fixed split is
-    cached as ``root/digits/digits-split.npz`` so that jobs need not import scikit-learn.
+def _bad_files(cls, folder: Path) -> list[str]:
+    """What is wrong with an extracted CIFAR folder: ``"<file> missing"`` or ``"<file> md5
+    mismatch"`` per file (empty: every file is there with its expected md5)."""
+    bad = []
+    for fname, md5 in cls.train_list + cls.test_list + [[cls.meta["filename"], cls.meta["md5"]]]:
+        path = folder / fname
+        if not path.is_file():
+            bad.append(f"{fname} missing")
+        elif md5 is not None and _file_md5(path) != md5:
+            bad.append(f"{fname} md5 mismatch")
+    return bad
 
-    Raises :class:`DatasetUnavailable` when the files are missing and cannot be downloaded.
+
+def prepare_dataset(name: str, root, checksums: Mapping[str, str] | None = None) -> None:
+    """Make a dataset available under ``root``: download CIFAR once, or verify what is there.
+
+    CIFAR: the archive is downloaded (torchvision's ``download_url``) unless it is already in
+    ``root``, its md5 is checked, it is extracted into a temporary folder, every extracted file's
+    md5 is checked, and only then is the folder moved into place -- a damaged archive or member
+    is refused with the file named and leaves nothing half-written. ``checksums``: see
+    :func:`_verified_class`. Digits are bundled with scikit-learn: the fixed split is cached as
+    ``root/digits/digits-split.npz`` so that jobs need not import scikit-learn.
+
+    Raises :class:`DatasetUnavailable` when the files are missing and cannot be downloaded, and
+    :class:`FileFormatError` when they fail a check.
     """
     name = _check_name(name)
     if name == "digits":
         if root is not None:
             _write_digits_cache(Path(root) / DIGITS_CACHE)
         return
-    cls = _cifar_class(name)
-    root = os.fspath(root)
-    os.makedirs(root, exist_ok=True)
+    from torchvision.datasets.utils import download_url, extract_archive
+
+    cls = _verified_class(name, True, checksums)
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    folder, archive = root / cls.base_folder, root / cls.filename
+    if folder.is_dir():
+        bad = _bad_files(cls, folder)
+        if bad:
+            raise FileFormatError(
+                f"dataset {name!r}: {folder} fails the integrity check ({'; '.join(bad)}); "
+                f"delete the folder (and a damaged {archive.name}) and run again"
+            )
+        return
+    if not archive.is_file():
+        try:
+            download_url(cls.url, os.fspath(root), cls.filename, cls.tgz_md5)
+        except (urllib.error.URLError, OSError, RuntimeError) as exc:
+            archive.unlink(missing_ok=True)
+            raise DatasetUnavailable(
+                f"dataset {name!r}: could not download {cls.url} ({exc}). Without network "
+                "access, " + _where(cls, root)
+            ) from exc
+    found = _file_md5(archive)
+    if cls.tgz_md5 is not None and found != cls.tgz_md5:
+        raise FileFormatError(
+            f"dataset {name!r}: {archive} has md5 {found}, expected {cls.tgz_md5} (damaged or "
+            "not the CIFAR archive); delete it and run again to download it"
+        )
+    scratch = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
     try:
-        cls(root, train=True, download=True)
-    except (urllib.error.URLError, OSError) as exc:
-        raise DatasetUnavailable(
-            f"dataset {name!r}: could not download {cls.url} ({exc}). Without network access, "
-            + _where(cls, root)
-        ) from exc
-    except RuntimeError as exc:  # torchvision: archive or files failed the md5 check
-        raise DatasetUnavailable(
-            f"dataset {name!r}: the files under {root} are corrupted ({exc}); delete them and "
-            + _where(cls, root)
-        ) from exc
+        try:
+            extract_archive(os.fspath(archive), os.fspath(scratch))
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise FileFormatError(
+                f"dataset {name!r}: {archive} cannot be extracted ({exc}): a truncated or "
+                "damaged member; delete it and run again to download it"
+            ) from None
+        bad = _bad_files(cls, scratch / cls.base_folder)
+        if bad:
+            raise FileFormatError(
+                f"dataset {name!r}: {archive} holds damaged members ({'; '.join(bad)}); "
+                "delete it and run again to download it"
+            )
+        os.replace(scratch / cls.base_folder, folder)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _file_md5(path) -> str:
@@ -167,14 +223,7 @@ def _load_cifar(name, root, device, verify, checksums) -> Dataset:
         test = cls(root, train=False, download=False)
     except RuntimeError as exc:
         folder = Path(root) / cls.base_folder
-        bad = []
-        for fname, md5 in cls.train_list + cls.test_list + [[cls.meta["filename"], None]]:
-            path = folder / fname
-            if not path.is_file():
-                bad.append(f"{fname} missing")
-            elif md5 is not None and _file_md5(path) != md5:
-                bad.append(f"{fname} md5 mismatch")
-        detail = "; ".join(bad) or str(exc)
+        detail = "; ".join(_bad_files(cls, folder)) or str(exc)
         error = DatasetUnavailable if not folder.is_dir() else FileFormatError
         raise error(
             f"dataset {name!r}: {folder} is missing or fails the integrity check ({detail}). "

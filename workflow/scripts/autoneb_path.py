@@ -1,4 +1,5 @@
 from nobarriers.progress import setup_logging
+from nobarriers.stages.common import JobRuntime
 from nobarriers.stages.paths import autoneb_job
 
 setup_logging(snakemake.log[0])
@@ -8,8 +9,6 @@ autoneb_job(
     minimum_b=snakemake.input.b,
     out_path=snakemake.output[0],
     state_path=snakemake.params.state,
-    data_dir=snakemake.config["data_dir"],
-    device=snakemake.config["device"],
-    threads=snakemake.threads,
+    runtime=JobRuntime.from_snakemake(snakemake),
     cycle_times=snakemake.params.cycle_times,
 )

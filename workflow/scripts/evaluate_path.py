@@ -1,4 +1,5 @@
 from nobarriers.progress import setup_logging
+from nobarriers.stages.common import JobRuntime
 from nobarriers.stages.evaluation import evaluate_path_job
 
 setup_logging(snakemake.log[0])
@@ -6,7 +7,5 @@ evaluate_path_job(
     row=snakemake.params.row,
     path_file=snakemake.input.path,
     out_path=snakemake.output[0],
-    data_dir=snakemake.config["data_dir"],
-    device=snakemake.config["device"],
-    threads=snakemake.threads,
+    runtime=JobRuntime.from_snakemake(snakemake),
 )

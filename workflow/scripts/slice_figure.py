@@ -1,4 +1,5 @@
 from nobarriers.progress import setup_logging
+from nobarriers.stages.common import JobRuntime
 from nobarriers.stages.report import slice_job
 
 setup_logging(snakemake.log[0])
@@ -10,7 +11,5 @@ slice_job(
     pdf=snakemake.output.slice_pdf,
     resolution=snakemake.params.resolution,
     margin=snakemake.params.margin,
-    data_dir=snakemake.config["data_dir"],
-    device=snakemake.config["device"],
-    threads=snakemake.threads,
+    runtime=JobRuntime.from_snakemake(snakemake),
 )

@@ -1,4 +1,5 @@
 from nobarriers.progress import setup_logging
+from nobarriers.stages.common import JobRuntime
 from nobarriers.stages.minima import train_job
 
 setup_logging(snakemake.log[0])
@@ -7,7 +8,5 @@ train_job(
     seed=int(snakemake.wildcards.seed),
     out_path=snakemake.output[0],
     checkpoint=snakemake.params.checkpoint,
-    data_dir=snakemake.config["data_dir"],
-    device=snakemake.config["device"],
-    threads=snakemake.threads,
+    runtime=JobRuntime.from_snakemake(snakemake),
 )

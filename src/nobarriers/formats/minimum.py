@@ -1,14 +1,17 @@
-"""Minimum files: ``minima/<seed>.safetensors`` (format ``minimum/1``).
+"""Minimum files: ``minima/<seed>.safetensors`` (format ``minimum/2``).
 
 Tensors: the model's state dict (parameters and BatchNorm buffers with exact statistics) and
-``test_predictions`` (int64). Metadata (strings): ``nobarriers_format``, ``arch``, ``dataset``,
-``seed``, ``recipe`` (JSON), ``metrics`` (JSON: train/test loss and error with exact BatchNorm),
-``history`` (JSON: the per-epoch learning curve), ``config_hash``, ``num_classes``,
-``input_shape`` (JSON) and the writer's ``version``, ``git_revision`` and ``torch``.
+``test_predictions`` (int64). Metadata: one key, ``nobarriers``, holding a JSON object (sorted
+keys, so identical minima give identical bytes): ``format``, ``arch``, ``dataset``, ``seed``,
+``recipe``, ``metrics`` (train/test loss and error with exact BatchNorm), ``history`` (the
+per-epoch learning curve, measured the same way), ``config_hash``, ``num_classes``,
+``input_shape``, ``tensors_sha256`` (a checksum of every tensor, verified on every read) and the
+writer's ``version``, ``git_revision`` and ``torch``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +22,21 @@ from ..atomic import atomic_path
 from ..errors import ConfigError, FileFormatError
 from ..runtime import provenance
 
-MINIMUM_FORMAT = "minimum/1"
+MINIMUM_FORMAT = "minimum/2"
 PREDICTIONS_KEY = "test_predictions"
+METADATA_KEY = "nobarriers"
+_REQUIRED = ("format", "arch", "dataset", "seed", "recipe", "metrics", "history", "config_hash",
+             "tensors_sha256")  # fmt: skip
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of tensors: name, dtype, shape and bytes of each, in sorted name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def write_minimum(
@@ -38,78 +54,96 @@ def write_minimum(
     num_classes: int | None = None,
     input_shape: tuple | None = None,
 ) -> None:
-    """Write a ``minimum/1`` safetensors file atomically (see ``docs/design.md``)."""
+    """Write a ``minimum/2`` safetensors file atomically."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
     if PREDICTIONS_KEY in tensors:
         raise ConfigError(f"state dict of {arch} has a tensor named {PREDICTIONS_KEY!r}")
     tensors[PREDICTIONS_KEY] = torch.as_tensor(predictions).detach().cpu().to(torch.int64)
-    prov = provenance()
-    metadata = {
-        "nobarriers_format": MINIMUM_FORMAT,
+    record = {
+        "format": MINIMUM_FORMAT,
         "arch": str(arch),
         "dataset": str(dataset),
-        "seed": str(int(seed)),
-        "recipe": json.dumps(recipe, sort_keys=True),
-        "metrics": json.dumps(metrics, sort_keys=True),
-        "history": json.dumps(history),
+        "seed": int(seed),
+        "recipe": recipe,
+        "metrics": metrics,
+        "history": history,
         "config_hash": str(config_hash),
-        "version": str(prov["version"]),
-        "git_revision": str(prov["git_revision"]),
-        "torch": str(prov["torch"]),
+        "num_classes": None if num_classes is None else int(num_classes),
+        "input_shape": None if input_shape is None else [int(s) for s in input_shape],
+        "tensors_sha256": tensors_sha256(tensors),
+        **provenance(),
     }
-    if num_classes is not None:
-        metadata["num_classes"] = str(int(num_classes))
-    if input_shape is not None:
-        metadata["input_shape"] = json.dumps([int(s) for s in input_shape])
+    metadata = {METADATA_KEY: json.dumps(record, sort_keys=True)}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
 
-_JSON_FIELDS = ("recipe", "metrics", "history", "input_shape")
-
-
 @dataclass
 class Minimum:
-    """A trained minimum read from its ``minimum/1`` file."""
+    """A trained minimum read from its ``minimum/2`` file."""
 
     state_dict: dict
-    metadata: dict  # strings, with the JSON fields (recipe, metrics, history, ...) decoded
     predictions: torch.Tensor  # int64 test-set predictions (exact BatchNorm)
     arch: str
     dataset: str
     seed: int
     metrics: dict
     history: list = field(default_factory=list)
+    recipe: dict = field(default_factory=dict)
+    config_hash: str = ""
+    num_classes: int | None = None
+    input_shape: tuple | None = None
+    provenance: dict = field(default_factory=dict)
     path: str = ""
-
-    @property
-    def config_hash(self) -> str:
-        return self.metadata.get("config_hash", "")
 
     def build(self, num_classes: int | None = None, input_shape: tuple | None = None):
         """The model with these weights (and BatchNorm statistics) loaded, in eval mode."""
         from ..models import build_model
 
-        if num_classes is None:
-            if "num_classes" not in self.metadata:
-                raise ConfigError(f"minimum {self.path}: pass num_classes (not stored)")
-            num_classes = int(self.metadata["num_classes"])
-        if input_shape is None:
-            if "input_shape" not in self.metadata:
-                raise ConfigError(f"minimum {self.path}: pass input_shape (not stored)")
-            input_shape = tuple(self.metadata["input_shape"])
+        num_classes = self.num_classes if num_classes is None else num_classes
+        input_shape = self.input_shape if input_shape is None else input_shape
+        if num_classes is None or input_shape is None:
+            raise ConfigError(f"minimum {self.path}: pass num_classes and input_shape (not stored)")
         model = build_model(self.arch, int(num_classes), tuple(input_shape))
-        try:
-            model.load_state_dict(self.state_dict)
-        except RuntimeError as exc:
-            raise FileFormatError(
-                f"minimum {self.path}: weights do not fit {self.arch} with {num_classes} classes "
-                f"and input {tuple(input_shape)}: {exc}"
-            ) from exc
+        self._check_fits(model)
+        model.load_state_dict(self.state_dict)
         model.eval()
         return model
+
+    def check_structure(self) -> None:
+        """Refuse, naming the file, weights that do not fit the architecture -- BatchNorm
+        buffers missing for an architecture with BatchNorm above all (a file not written by this
+        package's training, whose evaluation would silently use default statistics)."""
+        from ..models import build_model
+
+        if self.num_classes is None or self.input_shape is None:
+            return
+        with torch.device("meta"):
+            model = build_model(self.arch, self.num_classes, tuple(self.input_shape))
+        self._check_fits(model)
+
+    def _check_fits(self, model) -> None:
+        expected = model.state_dict()
+        missing = [k for k in expected if k not in self.state_dict]
+        unexpected = [k for k in self.state_dict if k not in expected]
+        buffers = [k for k in missing if k.rsplit(".", 1)[-1] in (
+            "running_mean", "running_var", "num_batches_tracked")]  # fmt: skip
+        if buffers:
+            raise FileFormatError(
+                f"minimum {self.path}: {self.arch} has BatchNorm but the file holds no BatchNorm "
+                f"statistics ({', '.join(buffers[:3])}{', ...' if len(buffers) > 3 else ''}); it "
+                "was not written by this package's training; delete it to retrain the minimum"
+            )
+        shapes = [k for k in expected if k in self.state_dict
+                  and tuple(self.state_dict[k].shape) != tuple(expected[k].shape)]  # fmt: skip
+        if missing or unexpected or shapes:
+            raise FileFormatError(
+                f"minimum {self.path}: weights do not fit {self.arch} with {self.num_classes} "
+                f"classes and input {self.input_shape} (missing {missing[:3]}, unexpected "
+                f"{unexpected[:3]}, other shapes {shapes[:3]}); delete it to retrain the minimum"
+            )
 
 
 def load_minimum(
@@ -118,8 +152,8 @@ def load_minimum(
     expect_dataset: str | None = None,
     expect_config_hash: str | None = None,
 ) -> Minimum:
-    """Read a minimum file; refuse anything that is not a complete ``minimum/1`` file of the
-    expected arch / dataset / config hash with :class:`FileFormatError` naming the file."""
+    """Read a minimum file; refuse anything that is not a complete, unchanged ``minimum/2`` file
+    of the expected arch / dataset / config hash with :class:`FileFormatError` naming the file."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -135,47 +169,52 @@ def load_minimum(
         raise FileFormatError(
             f"minimum {path}: not a readable safetensors file (corrupt or truncated?): {exc}"
         ) from exc
-    fmt = raw.get("nobarriers_format")
-    if fmt != MINIMUM_FORMAT:
+    try:
+        record = json.loads(raw[METADATA_KEY])
+    except (KeyError, json.JSONDecodeError):
+        found = raw.get("nobarriers_format") or "no nobarriers metadata"
         raise FileFormatError(
-            f"minimum {path}: format marker nobarriers_format={fmt!r}, expected {MINIMUM_FORMAT!r}"
+            f"minimum {path}: not a {MINIMUM_FORMAT} file ({found}); written by another "
+            "program or an older nobarriers: delete it to retrain the minimum"
+        ) from None
+    if record.get("format") != MINIMUM_FORMAT:
+        raise FileFormatError(
+            f"minimum {path}: format {record.get('format')!r}, expected {MINIMUM_FORMAT!r}"
         )
-    for key in ("arch", "dataset", "seed", "metrics", "history"):
-        if key not in raw:
-            raise FileFormatError(f"minimum {path}: metadata field {key!r} is missing")
+    missing = [k for k in _REQUIRED if k not in record]
+    if missing:
+        raise FileFormatError(f"minimum {path}: metadata field(s) {', '.join(missing)} missing")
     if PREDICTIONS_KEY not in tensors:
         raise FileFormatError(f"minimum {path}: tensor {PREDICTIONS_KEY!r} is missing")
+    if tensors_sha256(tensors) != record["tensors_sha256"]:
+        raise FileFormatError(
+            f"minimum {path}: checksum mismatch of the stored tensors (the file was changed or "
+            "damaged after it was written); delete it and rerun the workflow, which retrains it"
+        )
     for name, want in (
         ("arch", expect_arch),
         ("dataset", expect_dataset),
         ("config_hash", expect_config_hash),
     ):
-        if want is not None and raw.get(name, "") != str(want):
+        if want is not None and str(record[name]) != str(want):
             raise FileFormatError(
-                f"minimum {path}: {name} is {raw.get(name, '')!r}, expected {str(want)!r}"
+                f"minimum {path}: {name} is {record[name]!r}, expected {str(want)!r}"
             )
-    metadata: dict = dict(raw)
-    for key in _JSON_FIELDS:
-        if key in raw:
-            try:
-                metadata[key] = json.loads(raw[key])
-            except json.JSONDecodeError as exc:
-                raise FileFormatError(
-                    f"minimum {path}: metadata {key!r} is not JSON: {exc}"
-                ) from exc
-    try:
-        seed = int(raw["seed"])
-    except ValueError as exc:
-        raise FileFormatError(f"minimum {path}: seed {raw['seed']!r} is not an integer") from exc
     predictions = tensors.pop(PREDICTIONS_KEY)
-    return Minimum(
+    minimum = Minimum(
         state_dict=tensors,
-        metadata=metadata,
         predictions=predictions,
-        arch=raw["arch"],
-        dataset=raw["dataset"],
-        seed=seed,
-        metrics=metadata["metrics"],
-        history=metadata["history"],
+        arch=record["arch"],
+        dataset=record["dataset"],
+        seed=int(record["seed"]),
+        metrics=record["metrics"],
+        history=record["history"],
+        recipe=record["recipe"],
+        config_hash=record["config_hash"],
+        num_classes=record.get("num_classes"),
+        input_shape=None if record.get("input_shape") is None else tuple(record["input_shape"]),
+        provenance={k: record[k] for k in ("version", "git_revision", "torch") if k in record},
         path=str(path),
     )
+    minimum.check_structure()
+    return minimum

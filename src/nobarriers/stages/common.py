@@ -1,17 +1,73 @@
-"""What the stages share: a compute job's runtime and data, and reading a row's minima."""
+"""What the stages share: a job's runtime (what it runs on, never what it computes), its data,
+and a row's minima, checked."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from ..config import stage_hash
-from ..data import load_dataset
+from ..data import Dataset, load_dataset
+from ..errors import FileFormatError
 from ..formats.minimum import Minimum, load_minimum
+from ..points import evaluate_model
 from ..runtime import configure_runtime
 
 
-def start_compute_job(dataset: str, data_dir, device: str, threads: int):
-    """Threads and device from what Snakemake/SLURM gave the job, and the dataset on it."""
-    chosen = configure_runtime(threads, device)
-    return chosen, load_dataset(dataset, data_dir, device=chosen)
+@dataclass(frozen=True)
+class JobRuntime:
+    """Where and how a job runs: settings that cannot change its results, so they never reach
+    a rule's ``params`` (changing them reruns nothing).
+
+    ``data_dir`` and ``checksums`` (the config's ``dataset_checksums``) locate and verify the
+    datasets; ``device`` is the config's (``auto``, ``cpu``, ``cuda``); ``threads`` the cores
+    Snakemake gave the job; ``gpus`` the GPUs its rule requested."""
+
+    data_dir: str = "data"
+    checksums: dict = field(default_factory=dict)
+    device: str = "auto"
+    threads: int = 1
+    gpus: int = 0
+
+    @classmethod
+    def from_snakemake(cls, smk) -> JobRuntime:
+        """The runtime of a Snakemake job (the ``snakemake`` object of a script)."""
+        return cls(
+            data_dir=smk.config["data_dir"],
+            checksums=dict(smk.config.get("dataset_checksums", {})),
+            device=smk.config["device"],
+            threads=int(smk.threads),
+            gpus=int(smk.resources.get("gpu", 0) or 0),
+        )
+
+    def dataset(self, name: str, device="cpu") -> Dataset:
+        return load_dataset(name, self.data_dir, device=device, checksums=self.checksums.get(name))
+
+    def start(self, dataset: str):
+        """Threads and device for this job, then the dataset on that device."""
+        chosen = configure_runtime(self.threads, self.device)
+        return chosen, self.dataset(dataset, chosen)
+
+
+#: relative tolerance of :func:`check_minimum_on_data`: float rounding between devices and
+#: batch sizes stays orders of magnitude below it; damaged weights or other data do not
+ENDPOINT_RTOL = 1e-3
+
+
+def check_minimum_on_data(model, minimum: Minimum, data: Dataset, batch_size: int) -> float:
+    """The training loss of a minimum's model (its stored exact BatchNorm statistics, eval mode,
+    the un-augmented training set) must be the loss its file records, within
+    :data:`ENDPOINT_RTOL`: before hours of AutoNEB are spent on it, a damaged file or data other
+    than those it was trained on stop the job, naming the file. Returns the measured loss."""
+    measured = evaluate_model(model, data.x_train, data.y_train, batch_size)["loss"]
+    stored = float(minimum.metrics["train_loss"])
+    if not abs(measured - stored) <= ENDPOINT_RTOL * abs(stored) + 1e-7:
+        raise FileFormatError(
+            f"minimum {minimum.path}: its weights give training loss {measured:.6g} on the "
+            f"{data.name} data of this run, the file records {stored:.6g} (tolerance "
+            f"{ENDPOINT_RTOL:g} relative): the file is damaged or the data differ from those it "
+            "was trained on (another data_dir?); delete the file to retrain it, or fix the data"
+        )
+    return measured
 
 
 def load_row_minima(paths, row: dict) -> list[Minimum]:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from ..data import load_dataset, prepare_dataset
+from ..data import prepare_dataset
 from ..formats.records import DatasetRecord
 from ..runtime import provenance
+from .common import JobRuntime
 
 log = logging.getLogger("nobarriers")
 
 
-def prepare_dataset_job(dataset: str, data_dir, out_json) -> DatasetRecord:
+def prepare_dataset_job(dataset: str, runtime: JobRuntime, out_json) -> DatasetRecord:
     """Download (CIFAR) or check (digits) a dataset once; record its shape as evidence."""
-    prepare_dataset(dataset, data_dir)
-    data = load_dataset(dataset, data_dir)
+    prepare_dataset(dataset, runtime.data_dir, checksums=runtime.checksums.get(dataset))
+    data = runtime.dataset(dataset)
     record = DatasetRecord(
         dataset=dataset,
         num_classes=data.num_classes,

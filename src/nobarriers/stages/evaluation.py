@@ -11,15 +11,15 @@ from ..formats.records import MSTPathsRecord
 from ..models import build_model
 from ..path_geometry import dense_positions
 from ..progress import Progress
-from .common import start_compute_job
+from .common import JobRuntime
 
 log = logging.getLogger("nobarriers")
 
 
-def evaluate_path_job(row: dict, path_file, out_path, data_dir, device, threads) -> None:
+def evaluate_path_job(row: dict, path_file, out_path, runtime: JobRuntime) -> None:
     """Dense exact-BN evaluation of one MST path and of the straight line between its ends.
     ``row``: the row's ``evaluation`` stage settings."""
-    chosen, data = start_compute_job(row["dataset"], data_dir, device, threads)
+    chosen, data = runtime.start(row["dataset"])
     record = read_path(path_file, load_pivots=True, expect_config_hash=stage_hash(row, "paths"))
     model = build_model(row["arch"], data.num_classes, data.input_shape).to(chosen)
     settings = row["evaluation"]

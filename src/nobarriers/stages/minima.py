@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from ..config import stage_hash
 from ..train import train_minimum
-from .common import start_compute_job
+from .common import JobRuntime
 
 
-def train_job(row: dict, seed: int, out_path, checkpoint, data_dir, device, threads) -> dict:
+def train_job(row: dict, seed: int, out_path, checkpoint, runtime: JobRuntime) -> dict:
     """Train one minimum (resumes from ``checkpoint``); ends with its exact-BN evaluation.
     ``row``: the row's ``minima`` stage settings."""
-    chosen, data = start_compute_job(row["dataset"], data_dir, device, threads)
+    chosen, data = runtime.start(row["dataset"])
     return train_minimum(
         row["arch"],
         data,

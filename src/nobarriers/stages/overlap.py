@@ -6,11 +6,10 @@ import logging
 
 import numpy as np
 
-from ..data import load_dataset
 from ..overlap import flag_pairs, overlap_matrix, write_matrix_csv, write_overlap_csv
 from ..report.labels import arch_label, dataset_label
 from ..report.landscape_figures import plot_overlap_heatmap
-from .common import load_row_minima
+from .common import JobRuntime, load_row_minima
 
 log = logging.getLogger("nobarriers")
 
@@ -18,7 +17,7 @@ log = logging.getLogger("nobarriers")
 def overlap_job(
     row: dict,
     minima_paths,
-    data_dir,
+    runtime: JobRuntime,
     pairs_csv,
     matrix_csv,
     png,
@@ -29,7 +28,7 @@ def overlap_job(
     """Pairwise misclassification overlap of the minima: the pair table, the matrix and a
     heatmap; returns the pairs above ``threshold`` (logged)."""
     minima = load_row_minima(minima_paths, row)
-    labels = load_dataset(row["dataset"], data_dir, "cpu").y_test.numpy()
+    labels = runtime.dataset(row["dataset"]).y_test.numpy()
     predictions = {m.seed: m.predictions.numpy() for m in minima}
     seeds, jaccard, smaller = overlap_matrix(predictions, labels)
     matrix = smaller if metric == "smaller" else jaccard

@@ -19,7 +19,7 @@ from ..models import build_model
 from ..path_geometry import dense_positions
 from ..progress import Progress
 from ..runtime import provenance
-from .common import load_row_minima, start_compute_job
+from .common import JobRuntime, check_minimum_on_data, load_row_minima
 
 log = logging.getLogger("nobarriers")
 
@@ -95,16 +95,14 @@ def autoneb_job(
     minimum_b,
     out_path,
     state_path,
-    data_dir,
-    device,
-    threads,
+    runtime: JobRuntime,
     cycle_times=None,
 ) -> None:
     """Connect two minima with AutoNEB (resumable), measure the path's saddle on the row's
     weighting data, and store the path as HDF5. ``row``: the row's ``paths`` stage settings;
     ``cycle_times``: a TSV for the wall time of every cycle (run-specific, so not in the path
     file, which holds only what identical runs reproduce)."""
-    chosen, data = start_compute_job(row["dataset"], data_dir, device, threads)
+    chosen, data = runtime.start(row["dataset"])
     ma, mb = load_row_minima([minimum_a, minimum_b], row)
     if ma.arch != row["arch"] or mb.arch != row["arch"]:
         raise FileFormatError(
@@ -112,11 +110,14 @@ def autoneb_job(
         )
     config, energy_settings = split_autoneb(row["autoneb"])
     model = ma.build(data.num_classes, data.input_shape).to(chosen)
+    model_b = mb.build(data.num_classes, data.input_shape).to(chosen)
+    for minimum, net in ((ma, model), (mb, model_b)):
+        check_minimum_on_data(net, minimum, data, row["recipe"]["eval_batch_size"])
     energy = ModelEnergy.from_settings(
         model, data.x_train, data.y_train, energy_settings, data.augment, device=chosen
     )
     start = energy.point_of(model)
-    end = energy.point_of(mb.build(data.num_classes, data.input_shape).to(chosen))
+    end = energy.point_of(model_b)
     seed = path_seed(ma.seed, mb.seed)
     result = run_autoneb(energy, start, end, config, state_path=state_path, seed=seed)
     # the MST weight: every pair of the row measured on the same data, exact BatchNorm

@@ -21,7 +21,7 @@ from ..report import landscape_figures, path_figures, summary_figures
 from ..report.labels import arch_label, dataset_label
 from ..report.pairs import pair_details, read_pair_details, write_pair_details
 from ..report.table import table_b1_row, write_table_b1
-from .common import load_row_minima, start_compute_job
+from .common import JobRuntime, load_row_minima
 
 log = logging.getLogger("nobarriers")
 
@@ -197,13 +197,11 @@ def slice_job(
     pdf,
     resolution: int,
     margin: float,
-    data_dir,
-    device,
-    threads,
+    runtime: JobRuntime,
 ) -> None:
     """Figure 1 style: training loss on the plane through both minima and the path's mean.
     ``row``: the row's ``evaluation`` stage settings."""
-    chosen, data = start_compute_job(row["dataset"], data_dir, device, threads)
+    chosen, data = runtime.start(row["dataset"])
     landscape = LandscapeRecord.read(landscape_json)
     listing = MSTPathsRecord.read(mst_json)
     (a, b), record = _highest_mst_path(landscape, listing.paths, row)
