@@ -5,16 +5,24 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The embedded default (the digits demo) only when no --configfile is given: a user's own
+# config starts from the schema's defaults, the paper's settings, never from the demo's.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/minima.smk"
 include: "rules/overlap.smk"
+include: "rules/exploration.smk"
 include: "rules/paths.smk"
 include: "rules/evaluation.smk"
 include: "rules/report.smk"
+
+
+check_cluster()
 
 
 report: "report/workflow.rst"

@@ -1,23 +1,44 @@
 import os
+from pathlib import Path
 
-from nobarriers.config import WorkflowConfig, stage_hash, stage_settings
+from snakemake.logging import logger
+
+from nobarriers.config import (
+    WorkflowConfig,
+    check_cluster_settings,
+    stage_hash,
+    stage_settings,
+)
 from nobarriers.formats.records import LandscapeRecord, RoundRecord
+from nobarriers.stages.common import longest_cycle
 
 # Validate before any job is planned; fills the schema's defaults into `config` in place.
-SETTINGS = WorkflowConfig(config, source="workflow configuration")
+CONFIG_SOURCE = (
+    ", ".join(map(str, workflow.overwrite_configfiles)) or "config/config.yaml"
+)
+SETTINGS = WorkflowConfig(config, source=CONFIG_SOURCE)
 
 # Rules running in the conda environments of envs/ install this checkout in their post-deploy
 # script (`--sdm conda` clears PYTHONPATH); it finds the checkout through this variable.
 os.environ["NOBARRIERS_SOURCE"] = workflow.basedir
+# libhdf5 reads this in every job (envvars: passes it to cluster jobs)
+LOCKING = config["hdf5_file_locking"]
+if LOCKING is not None or "HDF5_USE_FILE_LOCKING" not in os.environ:
+    os.environ["HDF5_USE_FILE_LOCKING"] = "FALSE" if LOCKING is False else "TRUE"
 
 
 envvars:
     "NOBARRIERS_SOURCE",
+    "HDF5_USE_FILE_LOCKING",
 
 
 RESULTS = config["results_dir"]
 CONDA_ENV = "../envs/nobarriers.yaml"
 ROWS = SETTINGS.selected_rows()
+
+if workflow.is_main_process:  # once, at start-up: what each row runs with, and why
+    for dataset, arch in ROWS:
+        logger.info(f"nobarriers settings of {SETTINGS.summary(dataset, arch)}")
 
 
 wildcard_constraints:
@@ -38,13 +59,52 @@ def row_settings(stage):
     )
 
 
-def gpus(wildcards):
-    return 1 if config["gpu_jobs"] else 0
+def job_runtime(rule):
+    """Minutes of an attempt of a heavy rule's job (resources.<rule>, per family and row; the
+    retry growth and resources.max_runtime applied)."""
+    return lambda wildcards, attempt: SETTINGS.runtime_minutes(
+        wildcards.dataset, wildcards.arch, rule, attempt
+    )
 
 
-def runtime_minutes(base):
-    """Wall-time request that doubles with every retry (jobs resume from their checkpoints)."""
-    return lambda wildcards, attempt: base * 2 ** (attempt - 1)
+def job_memory(rule):
+    return lambda wildcards: SETTINGS.job_resources(
+        wildcards.dataset, wildcards.arch, rule
+    )["mem_mb"]
+
+
+def device_resources():
+    """The GPU request of the heavy rules, one way only (gpu_request), and their partition."""
+    if not config["gpu_jobs"]:
+        partition = config["partitions"]["cpu"]
+        return {"slurm_partition": partition} if partition else {}
+    model = config["gpu_model"]
+    if config["gpu_request"] == "gres":
+        out = {"gres": f"gpu:{model}:1" if model else "gpu:1"}
+    else:
+        out = {"gpu": 1, **({"gpu_model": model} if model else {})}
+    if config["partitions"]["gpu"]:
+        out["slurm_partition"] = config["partitions"]["gpu"]
+    return out
+
+
+def check_cluster():
+    """Start-up checks, called by the Snakefile after all rules are defined. The profile's
+    resources (check_cluster_settings) and each row's AutoNEB runtime against the longest
+    cycle measured so far."""
+    check_cluster_settings(
+        config,
+        workflow.resource_settings.overwrite_resources,
+        workflow.resource_settings.default_resources,
+        rules={r.name for r in workflow.rules},
+    )
+    for dataset, arch in ROWS:
+        cycles = Path(RESULTS, "benchmarks", dataset, arch, "paths").glob(
+            "*.cycles.tsv"
+        )
+        measured = longest_cycle(cycles)
+        if measured is not None:
+            SETTINGS.check_runtime_fits(dataset, arch, *measured)
 
 
 def row_dir(dataset, arch):

@@ -16,9 +16,9 @@ rule evaluate_path:
         CONDA_ENV
     threads: config["threads"]["evaluate"]
     resources:
-        runtime=runtime_minutes(120),
-        mem_mb=16000,
-        gpu=gpus,
+        **device_resources(),
+        runtime=job_runtime("evaluate_path"),
+        mem_mb=job_memory("evaluate_path"),
     params:
         row=row_settings("evaluation"),
     script:
@@ -46,3 +46,40 @@ rule mst_paths:
         mem_mb=1000,
     script:
         "../workflow/scripts/mst_paths.py"
+
+
+rule slice_figure:
+    input:
+        dataset=f"{RESULTS}/data/{{dataset}}.json",
+        landscape=f"{RESULTS}/{{dataset}}/{{arch}}/{ROUNDS}/landscape.json",
+        mst=f"{RESULTS}/{{dataset}}/{{arch}}/{ROUNDS}/mst_paths.json",
+    output:
+        slice_png=report(
+            f"{RESULTS}/figures/{{dataset}}/{{arch}}/fig1_slice.png",
+            caption="../report/fig1_slice.rst",
+            category="Figures per architecture",
+            subcategory="{dataset} {arch}",
+            labels={
+                "figure": "fig1_slice",
+                "dataset": "{dataset}",
+                "architecture": "{arch}",
+            },
+        ),
+        slice_pdf=f"{RESULTS}/figures/{{dataset}}/{{arch}}/fig1_slice.pdf",
+    log:
+        f"{RESULTS}/logs/{{dataset}}/{{arch}}/slice_figure.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{dataset}}/{{arch}}/slice_figure.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]["evaluate"]
+    resources:
+        **device_resources(),
+        runtime=job_runtime("slice_figure"),
+        mem_mb=job_memory("slice_figure"),
+    params:
+        row=row_settings("evaluation"),
+        resolution=config["figures"]["slice_resolution"],
+        margin=config["figures"]["slice_margin"],
+    script:
+        "../workflow/scripts/slice_figure.py"

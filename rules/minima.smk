@@ -11,9 +11,9 @@ rule train_minimum:
         CONDA_ENV
     threads: config["threads"]["train"]
     resources:
-        runtime=runtime_minutes(240),
-        mem_mb=16000,
-        gpu=gpus,
+        **device_resources(),
+        runtime=job_runtime("train_minimum"),
+        mem_mb=job_memory("train_minimum"),
     params:
         row=row_settings("minima"),
         # Kept when the job dies (not an output): a rerun resumes from the last epoch.

@@ -1,31 +1,3 @@
-localrules:
-    select_pairs,
-    landscape,
-
-
-checkpoint select_pairs:
-    input:
-        minima=minima_files,
-        paths=paths_before_round,
-    output:
-        f"{RESULTS}/{{dataset}}/{{arch}}/{ROUNDS}/{{round}}.json",
-    log:
-        f"{RESULTS}/logs/{{dataset}}/{{arch}}/{ROUNDS}/{{round}}.log",
-    conda:
-        CONDA_ENV
-    threads: 1
-    resources:
-        runtime=10,
-        mem_mb=2000,
-    params:
-        row=row_settings("paths"),
-        max_paths=config["exploration"]["max_paths"],
-        pairs_per_round=config["exploration"]["pairs_per_round"],
-        similar_saddles_rtol=config["exploration"]["similar_saddles_rtol"],
-    script:
-        "../workflow/scripts/select_pairs.py"
-
-
 rule autoneb_path:
     input:
         dataset=f"{RESULTS}/data/{{dataset}}.json",
@@ -41,9 +13,9 @@ rule autoneb_path:
         CONDA_ENV
     threads: config["threads"]["autoneb"]
     resources:
-        runtime=runtime_minutes(480),
-        mem_mb=16000,
-        gpu=gpus,
+        **device_resources(),
+        runtime=job_runtime("autoneb_path"),
+        mem_mb=job_memory("autoneb_path"),
     params:
         row=row_settings("paths"),
         # Kept when the job dies (not an output): a rerun resumes after the last finished cycle.
@@ -52,23 +24,3 @@ rule autoneb_path:
         cycle_times=f"{RESULTS}/benchmarks/{{dataset}}/{{arch}}/paths/{{a}}-{{b}}.cycles.tsv",
     script:
         "../workflow/scripts/autoneb_path.py"
-
-
-checkpoint landscape:
-    input:
-        minima=minima_files,
-        paths=all_paths,
-    output:
-        json=f"{RESULTS}/{{dataset}}/{{arch}}/{ROUNDS}/landscape.json",
-    log:
-        f"{RESULTS}/logs/{{dataset}}/{{arch}}/{ROUNDS}/landscape.log",
-    conda:
-        CONDA_ENV
-    threads: 1
-    resources:
-        runtime=10,
-        mem_mb=2000,
-    params:
-        row=row_settings("paths"),
-    script:
-        "../workflow/scripts/landscape.py"

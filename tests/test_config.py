@@ -91,8 +91,8 @@ def test_row_overrides_layer_over_the_global_section_key_by_key():
     assert row["autoneb"]["batch_size"] == 32 and row["autoneb"]["autocast_bf16"] is True
     assert row["autoneb"]["insert_threshold"] == 0.2
     sources = settings.sources("digits", "mlp-16")
-    assert sources["autoneb.batch_size"] == "rows[0].autoneb"
-    assert sources["autoneb.autocast_bf16"] == "autoneb"
+    assert sources["autoneb.batch_size"] == "config: rows[0].autoneb"
+    assert sources["autoneb.autocast_bf16"] == "config: autoneb"
     assert sources["autoneb.insert_threshold"] == "paper default"
 
 

@@ -10,7 +10,6 @@ import pytest
 
 from nobarriers.errors import ConfigError, NoBarriersError
 from nobarriers.formats.records import TABLE_B1_COLUMNS
-from nobarriers.path_geometry import arc_fractions
 from nobarriers.report import landscape_figures, path_figures, style, summary_figures
 from nobarriers.report import learning_curves as L
 from nobarriers.report import pairs as P
@@ -207,7 +206,7 @@ def test_linear_deviation_zero_for_straight_path():
     s = np.array([0.0, 0.1, 0.5, 0.75, 1.0])
     pivots = (1 - s)[:, None] * p0 + s[:, None] * p1
     assert np.allclose(path_figures.linear_deviation(pivots, s), 0.0)
-    assert np.allclose(arc_fractions(pivots), s)
+    assert np.allclose(path_figures.arc_fractions(pivots), s)
     # a bump towards the origin is negative whatever the sign of the coordinate
     bent = pivots.copy()
     bent[2] *= 0.5

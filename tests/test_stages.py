@@ -28,8 +28,8 @@ from nobarriers.formats.records import (
 from nobarriers.overlap import read_overlap_csv
 from nobarriers.report.pairs import read_pair_details
 from nobarriers.report.table import read_table_b1
-from nobarriers.stages import data, evaluation, minima, overlap, paths, report
-from nobarriers.stages.common import JobRuntime
+from nobarriers.stages import data, evaluation, exploration, minima, overlap, paths, report
+from nobarriers.stages.compute import JobRuntime
 
 CONFIG = {
     "minima_per_arch": 3,
@@ -71,7 +71,7 @@ def chain(tmp_path_factory):
     path_settings = stage_settings(row, "paths")
     rounds, path_files, r = [], [], 0
     while True:
-        record = paths.select_pairs_job(
+        record = exploration.select_pairs_job(
             path_settings, minima_paths, path_files, root / "rounds" / f"{r}.json", r, 3, 2
         )
         rounds.append(record)
@@ -85,7 +85,7 @@ def chain(tmp_path_factory):
             path_files.append(target)
         r += 1
     out["rounds"], out["paths"] = rounds, path_files
-    out["landscape"] = paths.landscape_job(
+    out["landscape"] = exploration.landscape_job(
         path_settings, minima_paths, path_files, root / "landscape.json"
     )
     eval_settings = stage_settings(row, "evaluation")
@@ -205,7 +205,7 @@ def test_table_b1_and_figures(chain, tmp_path):
     report.row_figures_job(chain["eval_settings"], chain["minima"], root / "table_row.json",
                            root / "landscape.json", root / "mst_paths.json", [1, 2, 9],
                            **figures)  # fmt: skip
-    report.slice_job(chain["eval_settings"], root / "landscape.json", root / "mst_paths.json",
+    evaluation.slice_job(chain["eval_settings"], root / "landscape.json", root / "mst_paths.json",
                      tmp_path / "s.png", tmp_path / "s.pdf", 3, 0.25, chain["runtime"])  # fmt: skip
     for path in [*figures.values(), out["fig5_png"], tmp_path / "s.png"]:
         assert path.stat().st_size > 1000, path
@@ -242,3 +242,17 @@ def test_path_job_checks_its_endpoints_against_their_files(chain, tmp_path):
                           tmp_path / "0-1.state.pt", chain["runtime"])  # fmt: skip
     assert str(changed) in str(err.value) and "records 0.5" in str(err.value)
     assert not (tmp_path / "0-1.h5").exists() and not (tmp_path / "0-1.state.pt").exists()
+
+
+def test_bookkeeping_jobs_never_import_torch():
+    # the rounds, the landscape and the report run in the main Snakemake process or as short
+    # jobs: without torch they start in a fraction of a second
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import nobarriers.stages.exploration, nobarriers.stages.report; "
+        "from nobarriers.formats.minimum import load_minimum; print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -14,7 +14,7 @@ PACKAGE = ROOT / "src" / "nobarriers"
 
 #: the layers, lowest first: a module may import its own layer or lower ones only
 LAYERS = [
-    ["errors", "version", "atomic", "progress", "metrics"],
+    ["errors", "version", "provenance", "atomic", "progress", "metrics"],
     ["schema", "model_names", "autoneb_config", "recipes", "config"],
     ["runtime", "points", "path_geometry", "data", "models"],
     ["formats"],

@@ -73,7 +73,7 @@ def paper_schedule() -> list[Cycle]:
 def _check(view, where: str) -> None:
     """Validate a typed view's values against the schema (the limits are stated only there)."""
     payload = view.to_dict()
-    schema.validate(payload, schema.definition("autoneb"), where, fill_defaults=False)
+    schema.validate(payload, schema.definition("autoneb"), where, defaults=False)
 
 
 @dataclass
@@ -171,6 +171,11 @@ class AutoNEBConfig:
 
 #: the keys of the schema's ``autoneb`` section that belong to the energy, not to the algorithm
 ENERGY_KEYS = tuple(f.name for f in fields(EnergySettings))
+
+#: how the energy is evaluated, not what: vmap or the loop, NCHW or NHWC compute the same
+#: function (up to float rounding, like the device). They are no part of a stage's settings,
+#: so changing them reruns nothing (bf16 autocast is: it changes the numbers).
+SPEED_OPTIONS = ("mode", "channels_last")
 
 
 def split_autoneb(settings: dict) -> tuple[AutoNEBConfig, EnergySettings]:

@@ -18,18 +18,22 @@ table.
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import yaml
 
 from . import schema
+from .autoneb_config import SPEED_OPTIONS as AUTONEB_SPEED
 from .autoneb_config import split_autoneb
 from .errors import ConfigError
 from .model_names import check_model_name
 from .recipes import RECIPES, arch_family, validate_recipe
+from .recipes import SPEED_OPTIONS as RECIPE_SPEED
 
 DATASETS = tuple(schema.schema()["properties"]["rows"]["items"]["properties"]["dataset"]["enum"])
 
@@ -53,7 +57,7 @@ class WorkflowConfig:
             raise ConfigError(f"configuration {source} is not a mapping")
         self.source = source
         whole = schema.schema()
-        schema.validate(config, whole, f"configuration ({source})", fill_defaults=False)
+        schema.validate(config, whole, f"configuration ({source})", defaults=False)
         self.given = copy.deepcopy(config)
         schema.validate(config, whole, f"configuration ({source})")
         self.values = config
@@ -93,6 +97,11 @@ class WorkflowConfig:
         for name, recipe in recipes.items():
             validate_recipe(recipe, where=f"configuration ({self.source}): recipes.{name}")
         self.selected_rows()  # a selection that matches nothing fails at start-up, too
+        if self.values["gpu_model"] is not None and not self.values["gpu_jobs"]:
+            raise self._error(
+                f"gpu_model: {self.values['gpu_model']!r} names a GPU type, but gpu_jobs is "
+                "false: the GPU jobs request no GPU; drop gpu_model or set gpu_jobs: true"
+            )
 
     # ---- rows ---------------------------------------------------------------------------------
     def recipes(self) -> dict[str, dict]:
@@ -117,6 +126,48 @@ class WorkflowConfig:
                 "datasets / architectures: the selection matches no row of the configuration"
             )
         return out
+
+    def job_resources(self, dataset: str, arch: str, rule: str) -> dict:
+        """``{"runtime", "mem_mb"}`` of a heavy rule's jobs of a row: the schema's defaults,
+        then ``resources.<rule>``, ``resources.families.<family>.<rule>`` and
+        ``rows[k].resources.<rule>``, key by key."""
+        from .model_names import describe
+
+        section = self.values["resources"]
+        family = describe(arch)["family"]
+        _, row = self._given_row(dataset, arch)
+        out = dict(schema.schema()["properties"]["resources"]["properties"][rule]["default"])
+        out.update(section[rule])
+        out.update(section["families"].get(family, {}).get(rule, {}))
+        out.update(row.get("resources", {}).get(rule, {}))
+        return out
+
+    def runtime_minutes(self, dataset: str, arch: str, rule: str, attempt: int) -> int:
+        """The time limit of an attempt: the base runtime times ``retry_growth`` per retry,
+        never above ``resources.max_runtime``."""
+        section = self.values["resources"]
+        base = self.job_resources(dataset, arch, rule)["runtime"]
+        minutes = math.ceil(base * section["retry_growth"] ** (int(attempt) - 1))
+        cap = section["max_runtime"]
+        return minutes if cap is None else min(minutes, int(cap))
+
+    def check_runtime_fits(self, dataset: str, arch: str, longest_cycle_s: float, source) -> None:
+        """A runtime no AutoNEB job can finish in is refused at start-up: a job resumes after
+        its last finished cycle, so its limit must hold at least the longest cycle measured so
+        far for the row (``source``: the file that recorded it)."""
+        minutes = self.runtime_minutes(dataset, arch, "autoneb_path", attempt=1)
+        if 60 * minutes < longest_cycle_s:
+            cap = self.values["resources"]["max_runtime"]
+            key = (
+                "resources.max_runtime"
+                if cap is not None and cap <= minutes
+                else ("resources.autoneb_path.runtime (or its families./rows[k]. override)")
+            )
+            raise self._error(
+                f"{key}: AutoNEB jobs of {dataset}/{arch} get {minutes} minutes, but one cycle "
+                f"took {longest_cycle_s / 60:.1f} minutes ({source}); a job resumes only after "
+                "a finished cycle, so it could never progress. Raise the limit"
+            )
 
     def rounds_folder(self) -> str:
         """``rounds/max<M>-per<P>[-similar<r>]``: the folder of Algorithm 3's rounds, named
@@ -149,17 +200,22 @@ class WorkflowConfig:
         recipe = validate_recipe(
             self.recipes()[recipe_name], where=f"configuration ({self.source}): {recipe_name}"
         )
-        built_in = "the paper's recipe" if recipe_name in RECIPES else "a recipe of the config"
+        built_in = "paper recipe" if recipe_name in RECIPES else f"{self.source}: recipes"
         if recipe_name == "digits":
-            built_in = "the digits recipe (not in the paper)"
+            built_in = "digits recipe, not in the paper"
         for key in recipe:
             given = key in self.given.get("recipes", {}).get(recipe_name, {})
-            sources[f"recipe.{key}"] = f"recipes.{recipe_name}" if given else built_in
+            sources[f"recipe.{key}"] = (
+                f"{self.source}: recipes.{recipe_name}" if given else built_in
+            )
         autoneb = schema.defaults("autoneb")
         for key in autoneb:
             sources[f"autoneb.{key}"] = "paper default"
-        for where, layer in (("autoneb", self.given.get("autoneb", {})),
-                             (f"rows[{k}].autoneb", row.get("autoneb", {}))):  # fmt: skip
+        layers = [
+            (f"{self.source}: autoneb", self.given.get("autoneb", {})),
+            (f"{self.source}: rows[{k}].autoneb", row.get("autoneb", {})),
+        ]
+        for where, layer in layers:
             autoneb.update(layer)
             sources.update({f"autoneb.{key}": where for key in layer})
         algorithm, energy = split_autoneb(autoneb)
@@ -178,26 +234,103 @@ class WorkflowConfig:
         for section in ("mst", "exploration", "evaluation", "overlap"):
             given = self.given.get(section, {})
             for key in resolved[section]:
-                sources[f"{section}.{key}"] = section if key in given else "paper default"
+                where = f"{self.source}: {section}"
+                sources[f"{section}.{key}"] = where if key in given else "paper default"
         return resolved, sources
 
     def summary(self, dataset: str, arch: str) -> str:
         """One line per row for the start-up log: the settings that matter most, and where
-        each came from."""
+        each came from (``paper default``, a recipe, or a section of the config)."""
         row, src = self.row(dataset, arch), self.sources(dataset, arch)
         recipe, autoneb, budget = row["recipe"], row["autoneb"], row["exploration"]
         steps = sum(c["steps"] for c in autoneb["schedule"])
         parts = [
-            f"recipe {row['recipe_name']} ({recipe['epochs']} epochs "
-            f"[{src['recipe.epochs']}], batch {recipe['batch_size']} [{src['recipe.batch_size']}])",
+            f"recipe {row['recipe_name']}: {recipe['epochs']} epochs [{src['recipe.epochs']}], "
+            f"batch {recipe['batch_size']} [{src['recipe.batch_size']}]",
             f"AutoNEB {len(autoneb['schedule'])} cycles / {steps} steps "
             f"[{src['autoneb.schedule']}], batch {autoneb['batch_size']} "
             f"[{src['autoneb.batch_size']}], eval_subset {autoneb['eval_subset']} "
             f"[{src['autoneb.eval_subset']}]",
             f"budget {budget['max_paths']} paths [{src['exploration.max_paths']}], "
-            f"{budget['pairs_per_round']} per round [{src['exploration.pairs_per_round']}]",
+            f"{budget['pairs_per_round']} per round [{src['exploration.pairs_per_round']}], "
+            f"early stop {budget['similar_saddles_rtol']} "
+            f"[{src['exploration.similar_saddles_rtol']}]",
         ]
         return f"{dataset}/{arch}: " + "; ".join(parts)
+
+
+#: resources through which a job requests GPUs from SLURM
+GPU_RESOURCES = ("gpu", "gpu_model", "gres")
+HEAVY_RULES = ("train_minimum", "autoneb_path", "evaluate_path", "slice_figure")
+#: the resources a profile may set: Snakemake's standard ones and those the SLURM executor
+#: plugin (2.x) reads; anything else would be ignored without a word
+KNOWN_RESOURCES = frozenset(
+    {"runtime", "walltime", "mem", "mem_mb", "mem_mib", "mem_gb", "disk", "disk_mb", "disk_mib"}
+    | {"tmpdir", "threads", "_cores", "_nodes"}
+    | {"slurm_partition", "slurm_account", "slurm_extra", "slurm_cluster", "clusters", "cluster"}
+    | {"constraint", "qos", "nodes", "tasks", "tasks_per_node", "tasks_per_gpu", "mpi"}
+    | {"cpus_per_task", "cpus_per_gpu", "mem_mb_per_cpu", *GPU_RESOURCES}
+)
+
+
+def _resource_items(resources) -> dict:
+    """``{name: value as given}`` of Snakemake's resource settings (or of a plain dict)."""
+    if resources is None:
+        return {}
+    parsed = getattr(resources, "parsed", resources)
+    try:
+        items = dict(parsed)
+    except (TypeError, ValueError):
+        return {}
+    return {name: getattr(value, "raw", value) for name, value in items.items()}
+
+
+def check_cluster_settings(
+    config: dict, overwrite_resources=None, default_resources=None, rules=None
+) -> None:
+    """At start-up, the profile's resources (``default-resources``, ``set-resources``):
+
+    * a resource name neither Snakemake nor the SLURM plugin knows (``slurm_partiton``) or a
+      rule name the workflow does not have is refused, naming it, instead of being ignored;
+    * a GPU requested through the profile is refused: with ``gpu_jobs: false`` the SLURM plugin
+      would still send ``--gpus=<model>:1`` for a ``gpu_model``, and beside the workflow's own
+      request both ``--gres`` and ``--gpus`` could reach sbatch.
+    """
+    sources = {"default-resources": _resource_items(default_resources)}
+    for rule, resources in dict(overwrite_resources or {}).items():
+        if rules is not None and rule not in rules:
+            near = difflib.get_close_matches(rule, rules, n=1)
+            raise ConfigError(
+                f"set-resources (profile or command line): no rule {rule!r} in this workflow"
+                + (f" (did you mean {near[0]!r}?)" if near else "")
+            )
+        sources[f"set-resources: {rule}"] = _resource_items(resources)
+    for where, resources in sources.items():
+        for key in resources:
+            if key not in KNOWN_RESOURCES:
+                near = difflib.get_close_matches(key, KNOWN_RESOURCES, n=1)
+                raise ConfigError(
+                    f"{where} (profile or command line): unknown resource {key!r}; neither "
+                    "Snakemake nor the SLURM executor plugin reads it"
+                    + (f" (did you mean {near[0]!r}?)" if near else "")
+                )
+        rule = where.split(": ", 1)[-1]
+        if rule != "default-resources" and rule not in HEAVY_RULES:
+            continue
+        for key in GPU_RESOURCES:
+            value = resources.get(key)
+            if value in (None, "", 0, "0"):
+                continue
+            if not config["gpu_jobs"]:
+                raise ConfigError(
+                    f"profile {where}: {key}={value!r} requests a GPU while the workflow's "
+                    "gpu_jobs is false; remove it from the profile"
+                )
+            raise ConfigError(
+                f"profile {where}: {key}={value!r}: the workflow requests the GPU of its jobs "
+                "itself (gpu_jobs, gpu_request, gpu_model in the config); remove it from the "
+                "profile, or both --gpus and --gres may reach sbatch"
+            )
 
 
 def default_recipe_name(dataset: str, arch: str) -> str:
@@ -206,10 +339,24 @@ def default_recipe_name(dataset: str, arch: str) -> str:
 
 
 def stage_settings(resolved_row: dict, stage: str) -> dict:
-    """The part of a resolved row that determines a stage's results (and nothing else)."""
+    """The part of a resolved row that determines a stage's results (and nothing else): the
+    speed options (:func:`speed_options`) are left out."""
     if stage not in STAGE_KEYS:
         raise ValueError(f"unknown stage {stage!r}; valid: {', '.join(STAGE_KEYS)}")
-    return {k: resolved_row[k] for k in STAGE_KEYS[stage]}
+    out = {k: resolved_row[k] for k in STAGE_KEYS[stage]}
+    for section, names in (("recipe", RECIPE_SPEED), ("autoneb", AUTONEB_SPEED)):
+        if section in out:
+            out[section] = {k: v for k, v in out[section].items() if k not in names}
+    return out
+
+
+def speed_options(resolved_row: dict) -> dict:
+    """``{"recipe": {...}, "autoneb": {...}}``: the row's settings that change how fast a job
+    runs but not what it computes; jobs take them from the config, never from rule params."""
+    return {
+        "recipe": {k: resolved_row["recipe"][k] for k in RECIPE_SPEED},
+        "autoneb": {k: resolved_row["autoneb"][k] for k in AUTONEB_SPEED},
+    }
 
 
 def stage_hash(settings: dict, stage: str) -> str:

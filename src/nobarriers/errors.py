@@ -15,3 +15,7 @@ class FileFormatError(NoBarriersError):
 
 class DivergenceError(NoBarriersError):
     """A loss became NaN or infinite during training or path optimisation."""
+
+
+class DeviceError(NoBarriersError):
+    """A job cannot get the device it was configured or granted (a GPU it does not see)."""

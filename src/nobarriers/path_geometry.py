@@ -259,16 +259,6 @@ def point_at(pivots: Tensor, t: float) -> Tensor:
     return pivots[i] * (1.0 - alpha) + pivots[i + 1] * alpha
 
 
-def arc_fractions(pivots) -> np.ndarray:
-    """Cumulative Euclidean arc length of the polyline through ``pivots`` ``[N+2, D]`` (numpy or
-    tensor), scaled to 0..1 (``[N+2]``, float64)."""
-    p = pivots.detach().double().cpu().numpy() if isinstance(pivots, Tensor) else pivots
-    p = np.asarray(p, dtype=np.float64)
-    seg = np.linalg.norm(np.diff(p, axis=0), axis=1)
-    cum = np.concatenate([[0.0], np.cumsum(seg)])
-    return cum / cum[-1] if cum[-1] > 0 else np.linspace(0.0, 1.0, len(p))
-
-
 def initial_path(start: Tensor, end: Tensor, n_interior: int) -> Tensor:
     """``n_interior + 2`` pivots equally spaced on the segment from ``start`` to ``end``."""
     alphas = torch.linspace(0, 1, n_interior + 2, dtype=torch.float64)[1:-1]

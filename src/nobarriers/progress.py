@@ -6,9 +6,13 @@ every ``every_s`` seconds and at the end; on a TTY a one-line bar is redrawn on 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
+import traceback
+
+from .errors import NoBarriersError
 
 log = logging.getLogger("nobarriers")
 
@@ -92,3 +96,25 @@ def setup_logging(log_path: str | None = None, level: int = logging.INFO) -> log
         logger.addHandler(handler)
     logger.propagate = False
     return logger
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for a failed job: this project's errors speak for themselves, anything else
+    carries its type."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    return text if isinstance(exc, NoBarriersError) else f"{type(exc).__name__}: {text}"
+
+
+@contextlib.contextmanager
+def job_log(log_path: str | None, job: str = "job"):
+    """Log to the job's ``log:`` file (and stderr) for its whole run; if the job fails, the
+    error goes there too -- one line saying what went wrong first, then the traceback -- and
+    the process exits with status 1 (Snakemake then marks the job failed and shows this log).
+    On a cluster the job log is where users look, not the scheduler's stderr."""
+    logger = setup_logging(log_path)
+    try:
+        yield logger
+    except Exception as exc:  # noqa: BLE001 - every failure must reach the job log
+        logger.error("%s failed: %s", job, error_line(exc))
+        logger.error("traceback of the failure:\n%s", traceback.format_exc().rstrip())
+        raise SystemExit(1) from None

@@ -53,6 +53,10 @@ DIGITS_RECIPE: dict = {
 
 RECIPES: dict[str, dict] = {**PAPER_RECIPES, "digits": DIGITS_RECIPE}
 
+#: how a network trains, not what it learns (NHWC computes the same convolutions up to float
+#: rounding): no part of the minima's settings, so changing it retrains nothing
+SPEED_OPTIONS = ("channels_last",)
+
 
 def validate_recipe(recipe: dict, where: str = "recipe") -> dict:
     """Check a complete recipe against the schema and return a normalised copy (optional keys

@@ -1,5 +1,4 @@
-"""Process-level runtime: threads, device choice, RNG states, bf16 autocast, atomic file writes,
-provenance."""
+"""Process-level runtime: threads, device choice, RNG states, bf16 autocast."""
 
 from __future__ import annotations
 
@@ -8,48 +7,65 @@ import ctypes
 import logging
 import os
 import random
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .version import VERSION
+from .errors import DeviceError
 
 log = logging.getLogger("nobarriers")
 
 
-def configure_runtime(threads: int | None = None, device: str = "auto") -> torch.device:
+def visible_gpus() -> str:
+    """What a job sees of the GPUs, for log lines and errors."""
+    return (
+        f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}, "
+        f"torch.cuda.is_available()={torch.cuda.is_available()}, "
+        f"torch.cuda.device_count()={torch.cuda.device_count()}"
+    )
+
+
+def configure_runtime(
+    threads: int | None = None, device: str = "auto", require_gpu: bool = False
+) -> torch.device:
     """Set torch's thread count (from Snakemake's ``threads``) and choose the device.
 
     ``device="auto"`` takes the first visible CUDA device (SLURM exports ``CUDA_VISIBLE_DEVICES``)
-    and otherwise falls back to the CPU with a log line saying so.
+    and otherwise runs on the CPU with a log line saying so -- unless ``require_gpu``: a job
+    that was granted a GPU by its scheduler and sees none (a driver mismatch, a wrong partition,
+    an empty ``CUDA_VISIBLE_DEVICES``) stops at once with a :class:`DeviceError` naming what it
+    sees, instead of running for hours on the CPU. ``device="cuda"`` always requires a GPU;
+    ``device="cpu"`` never uses one.
     """
     if threads is not None and threads > 0:
         torch.set_num_threads(int(threads))
         with contextlib.suppress(RuntimeError):  # only settable before the first parallel op
             torch.set_num_interop_threads(max(1, min(int(threads), 2)))
-    if device in ("auto", "cpu") and not (device == "auto" and torch.cuda.is_available()):
+    gpu = device != "cpu" and torch.cuda.is_available()
+    if device == "cuda" or (device == "auto" and require_gpu):
+        if not gpu:
+            why = "device: cuda" if device == "cuda" else "the job requested a GPU"
+            job = os.environ.get("SLURM_JOB_ID")
+            raise DeviceError(
+                f"{why}{f' (SLURM job {job})' if job else ''} but sees none: {visible_gpus()}. "
+                "Check the partition and the GPU driver, or run without GPUs "
+                "(--config gpu_jobs=false, or device=cpu)"
+            )
+    if not gpu:
         keep_freed_memory()
-    if device == "auto":
-        if torch.cuda.is_available():
-            chosen = torch.device("cuda")
-            log.info(
-                "device: %s (CUDA_VISIBLE_DEVICES=%s)",
-                torch.cuda.get_device_name(0),
-                os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
-            )
-        else:
-            chosen = torch.device("cpu")
-            log.info(
-                "device: no GPU visible (CUDA_VISIBLE_DEVICES=%s), "
-                "running on the CPU with %d threads",
-                os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
-                torch.get_num_threads(),
-            )
-        return chosen
-    return torch.device(device)
+        log.info(
+            "device: %s; running on the CPU with %d threads",
+            "cpu as configured" if device == "cpu" else f"no GPU visible ({visible_gpus()})",
+            torch.get_num_threads(),
+        )
+        return torch.device("cpu")
+    log.info(
+        "device: %s (CUDA_VISIBLE_DEVICES=%s)",
+        torch.cuda.get_device_name(0),
+        os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
+    )
+    return torch.device("cuda")
 
 
 # glibc's mallopt() parameters (malloc.h)
@@ -143,31 +159,3 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def git_revision() -> str:
-    """The code revision of the installed package's checkout, or ``'unknown'``."""
-    here = Path(__file__).resolve().parent
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        if rev.returncode == 0:
-            dirty = subprocess.run(
-                ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-            ).stdout.strip()
-            return rev.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return "unknown"
-
-
-def provenance() -> dict:
-    """Evidence every result file records: package version and code revision."""
-    return {"version": VERSION, "git_revision": git_revision(), "torch": torch.__version__}

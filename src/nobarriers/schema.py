@@ -22,7 +22,7 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["schema", "definition", "defaults", "validate", "key_path"]
+__all__ = ["schema", "definition", "defaults", "fill_defaults", "validate", "key_path"]
 
 
 @functools.cache
@@ -50,21 +50,33 @@ def defaults(name: str) -> dict:
     return {key: copy.deepcopy(sub["default"]) for key, sub in props.items() if "default" in sub}
 
 
-def _extend_with_defaults(validator_class):
-    """A validator that also fills in the ``default`` of every missing property."""
-    validate_properties = validator_class.VALIDATORS["properties"]
-
-    def set_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for name, sub in properties.items():
-                if "default" in sub and name not in instance:
-                    instance[name] = copy.deepcopy(sub["default"])
-        yield from validate_properties(validator, properties, instance, schema)
-
-    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+def _resolve(sub: dict, root: dict) -> dict:
+    ref = sub.get("$ref")
+    if ref is None:
+        return sub
+    node = root
+    for part in ref.lstrip("#/").split("/"):
+        node = node[part]
+    return _resolve(node, root)
 
 
-_FillingValidator = _extend_with_defaults(jsonschema.Draft7Validator)
+def fill_defaults(instance, schema_part: dict, root: dict | None = None):
+    """Fill in the ``default`` of every missing property, in place, through nested objects
+    (``properties``, ``$ref``) -- but not into the items of arrays: a row's overrides
+    (``rows[k].autoneb``) keep exactly what the config says, so they change only what they name
+    when layered over the global sections."""
+    root = schema_part if root is None else root
+    sub = _resolve(schema_part, root)
+    if not isinstance(instance, dict):
+        return instance
+    for name, prop in sub.get("properties", {}).items():
+        resolved = _resolve(prop, root)
+        holder = prop if "default" in prop else resolved  # a default beside a $ref counts
+        if name not in instance and "default" in holder:
+            instance[name] = copy.deepcopy(holder["default"])
+        if isinstance(instance.get(name), dict):
+            fill_defaults(instance[name], resolved, root)
+    return instance
 
 
 def key_path(parts) -> str:
@@ -138,15 +150,17 @@ def _message(error: jsonschema.ValidationError) -> str:
     return f"{key_path(path)}: {error.message}"
 
 
-def validate(instance, schema_part: dict, where: str, fill_defaults: bool = True):
+def validate(instance, schema_part: dict, where: str, defaults: bool = True):
     """Check ``instance`` against ``schema_part``; coerce numeric strings and (with
-    ``fill_defaults``) fill in defaults, in place. Raises :class:`ConfigError` listing up to ten
-    problems, each with its key path. Returns ``instance``."""
-    validator_class = _FillingValidator if fill_defaults else jsonschema.Draft7Validator
-    validator = validator_class(schema_part)
-    _coerce_strings(instance, jsonschema.Draft7Validator(schema_part))
+    ``defaults``) fill in defaults (:func:`fill_defaults`), in place. Raises
+    :class:`ConfigError` listing up to ten problems, each with its key path. Returns
+    ``instance``."""
+    validator = jsonschema.Draft7Validator(schema_part)
+    _coerce_strings(instance, validator)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = [_message(e) for e in errors[:10]]
         raise ConfigError(f"invalid {where}:\n  " + "\n  ".join(lines))
+    if defaults:
+        fill_defaults(instance, schema_part)
     return instance

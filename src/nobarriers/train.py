@@ -35,7 +35,7 @@ from .models import build_model
 from .optim import SGD
 from .points import evaluate_model, recompute_bn_statistics
 from .progress import Progress
-from .recipes import lr_at_epoch, milestone_epochs, validate_recipe
+from .recipes import SPEED_OPTIONS, lr_at_epoch, milestone_epochs, validate_recipe
 from .runtime import autocast_bf16, capture_rng_state, restore_rng_state, seed_everything
 
 _LOGGER = logging.getLogger("nobarriers")
@@ -115,11 +115,11 @@ def train_minimum(
     aug_gen = torch.Generator(device=device).manual_seed(seed * 2 + 2)
     generators = {"batches": batch_gen, "augment": aug_gen}
 
-    identity = {
+    identity = {  # a checkpoint continues only the same run; speed options may change
         "arch": arch,
         "dataset": dataset_name,
         "seed": seed,
-        "recipe": recipe,
+        "recipe": {k: v for k, v in recipe.items() if k not in SPEED_OPTIONS},
         "config_hash": str(config_hash),
     }
     history: list[dict] = []

@@ -1,10 +1,10 @@
-from nobarriers.progress import setup_logging
-from nobarriers.stages.paths import landscape_job
+from nobarriers.progress import job_log
+from nobarriers.stages.exploration import landscape_job
 
-setup_logging(snakemake.log[0])
-landscape_job(
-    row=snakemake.params.row,
-    minima_paths=snakemake.input.minima,
-    path_files=snakemake.input.paths,
-    out_json=snakemake.output.json,
-)
+with job_log(snakemake.log[0], snakemake.rule):
+    landscape_job(
+        row=snakemake.params.row,
+        minima_paths=snakemake.input.minima,
+        path_files=snakemake.input.paths,
+        out_json=snakemake.output.json,
+    )

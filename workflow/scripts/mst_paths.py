@@ -1,9 +1,9 @@
-from nobarriers.progress import setup_logging
+from nobarriers.progress import job_log
 from nobarriers.stages.evaluation import mst_paths_job
 
-setup_logging(snakemake.log[0])
-mst_paths_job(
-    evaluated_files=snakemake.input.evaluated,
-    path_files=snakemake.input.paths,
-    out_json=snakemake.output[0],
-)
+with job_log(snakemake.log[0], snakemake.rule):
+    mst_paths_job(
+        evaluated_files=snakemake.input.evaluated,
+        path_files=snakemake.input.paths,
+        out_json=snakemake.output[0],
+    )

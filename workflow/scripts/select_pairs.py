@@ -1,14 +1,14 @@
-from nobarriers.progress import setup_logging
-from nobarriers.stages.paths import select_pairs_job
+from nobarriers.progress import job_log
+from nobarriers.stages.exploration import select_pairs_job
 
-setup_logging(snakemake.log[0])
-select_pairs_job(
-    row=snakemake.params.row,
-    minima_paths=snakemake.input.minima,
-    path_files=snakemake.input.paths,
-    out_json=snakemake.output[0],
-    round_index=int(snakemake.wildcards.round),
-    max_paths=snakemake.params.max_paths,
-    pairs_per_round=snakemake.params.pairs_per_round,
-    similar_saddles_rtol=snakemake.params.similar_saddles_rtol,
-)
+with job_log(snakemake.log[0], snakemake.rule):
+    select_pairs_job(
+        row=snakemake.params.row,
+        minima_paths=snakemake.input.minima,
+        path_files=snakemake.input.paths,
+        out_json=snakemake.output[0],
+        round_index=int(snakemake.wildcards.round),
+        max_paths=snakemake.params.max_paths,
+        pairs_per_round=snakemake.params.pairs_per_round,
+        similar_saddles_rtol=snakemake.params.similar_saddles_rtol,
+    )

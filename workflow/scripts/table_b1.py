@@ -1,10 +1,10 @@
-from nobarriers.progress import setup_logging
+from nobarriers.progress import job_log
 from nobarriers.stages.report import table_b1_job
 
-setup_logging(snakemake.log[0])
-table_b1_job(
-    row_jsons=snakemake.input.rows,
-    pairs_csvs=snakemake.input.pairs,
-    **dict(snakemake.output.items()),
-    expected_hashes=snakemake.params.expected_hashes,
-)
+with job_log(snakemake.log[0], snakemake.rule):
+    table_b1_job(
+        row_jsons=snakemake.input.rows,
+        pairs_csvs=snakemake.input.pairs,
+        **dict(snakemake.output.items()),
+        expected_hashes=snakemake.params.expected_hashes,
+    )

@@ -5,8 +5,12 @@ Tensors: the model's state dict (parameters and BatchNorm buffers with exact sta
 keys, so identical minima give identical bytes): ``format``, ``arch``, ``dataset``, ``seed``,
 ``recipe``, ``metrics`` (train/test loss and error with exact BatchNorm), ``history`` (the
 per-epoch learning curve, measured the same way), ``config_hash``, ``num_classes``,
-``input_shape``, ``tensors_sha256`` (a checksum of every tensor, verified on every read) and the
-writer's ``version``, ``git_revision`` and ``torch``.
+``input_shape``, ``tensors_sha256`` (a checksum of every tensor, verified whenever the tensors
+are read) and the writer's ``version``, ``git_revision`` and ``torch``.
+
+Reading a minimum's numbers alone (``load_minimum(path, tensors=False)``: metrics, learning curve,
+identity) needs no torch, so the workflow's bookkeeping jobs never import it; the functions that
+handle tensors import it themselves.
 """
 
 from __future__ import annotations
@@ -16,11 +20,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from ..atomic import atomic_path
 from ..errors import ConfigError, FileFormatError
-from ..runtime import provenance
+from ..provenance import provenance
 
 MINIMUM_FORMAT = "minimum/2"
 PREDICTIONS_KEY = "test_predictions"
@@ -29,8 +31,10 @@ _REQUIRED = ("format", "arch", "dataset", "seed", "recipe", "metrics", "history"
              "tensors_sha256")  # fmt: skip
 
 
-def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 of tensors: name, dtype, shape and bytes of each, in sorted name order."""
+def tensors_sha256(tensors: dict) -> str:
+    """SHA-256 of torch tensors: name, dtype, shape and bytes of each, in sorted name order."""
+    import torch
+
     digest = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous()
@@ -55,6 +59,7 @@ def write_minimum(
     input_shape: tuple | None = None,
 ) -> None:
     """Write a ``minimum/2`` safetensors file atomically."""
+    import torch
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
@@ -84,8 +89,8 @@ def write_minimum(
 class Minimum:
     """A trained minimum read from its ``minimum/2`` file."""
 
-    state_dict: dict
-    predictions: torch.Tensor  # int64 test-set predictions (exact BatchNorm)
+    state_dict: dict  # {} when read with tensors=False
+    predictions: object  # int64 torch tensor of the test predictions (None: tensors=False)
     arch: str
     dataset: str
     seed: int
@@ -116,9 +121,11 @@ class Minimum:
         """Refuse, naming the file, weights that do not fit the architecture -- BatchNorm
         buffers missing for an architecture with BatchNorm above all (a file not written by this
         package's training, whose evaluation would silently use default statistics)."""
+        import torch
+
         from ..models import build_model
 
-        if self.num_classes is None or self.input_shape is None:
+        if self.num_classes is None or self.input_shape is None or not self.state_dict:
             return
         with torch.device("meta"):
             model = build_model(self.arch, self.num_classes, tuple(self.input_shape))
@@ -151,19 +158,24 @@ def load_minimum(
     expect_arch: str | None = None,
     expect_dataset: str | None = None,
     expect_config_hash: str | None = None,
+    tensors: bool = True,
 ) -> Minimum:
     """Read a minimum file; refuse anything that is not a complete, unchanged ``minimum/2`` file
-    of the expected arch / dataset / config hash with :class:`FileFormatError` naming the file."""
+    of the expected arch / dataset / config hash with :class:`FileFormatError` naming the file.
+    ``tensors=False`` reads the numbers and the identity only (torch-free, no checksum of the
+    tensors, which are not read)."""
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"minimum {path}: file not found")
+    want_tensors = tensors
     try:
         tensors = {}
-        with safe_open(str(path), framework="pt", device="cpu") as f:
+        with safe_open(str(path), framework="pt" if want_tensors else "numpy") as f:
             raw = dict(f.metadata() or {})
-            for key in f.keys():
+            keys = list(f.keys())
+            for key in keys if want_tensors else []:
                 tensors[key] = f.get_tensor(key)
     except Exception as exc:  # noqa: BLE001 - safetensors raises several kinds
         raise FileFormatError(
@@ -184,9 +196,9 @@ def load_minimum(
     missing = [k for k in _REQUIRED if k not in record]
     if missing:
         raise FileFormatError(f"minimum {path}: metadata field(s) {', '.join(missing)} missing")
-    if PREDICTIONS_KEY not in tensors:
+    if PREDICTIONS_KEY not in keys:
         raise FileFormatError(f"minimum {path}: tensor {PREDICTIONS_KEY!r} is missing")
-    if tensors_sha256(tensors) != record["tensors_sha256"]:
+    if want_tensors and tensors_sha256(tensors) != record["tensors_sha256"]:
         raise FileFormatError(
             f"minimum {path}: checksum mismatch of the stored tensors (the file was changed or "
             "damaged after it was written); delete it and rerun the workflow, which retrains it"
@@ -200,7 +212,7 @@ def load_minimum(
             raise FileFormatError(
                 f"minimum {path}: {name} is {record[name]!r}, expected {str(want)!r}"
             )
-    predictions = tensors.pop(PREDICTIONS_KEY)
+    predictions = tensors.pop(PREDICTIONS_KEY, None)
     minimum = Minimum(
         state_dict=tensors,
         predictions=predictions,

@@ -7,7 +7,7 @@ a dataset, carries another format marker, was written under another configuratio
 longer matches its checksums (``content_sha256`` over every attribute and dataset but the pivot
 arrays, verified on every read; ``pivots_sha256`` verified whenever the pivots are read).
 Identical results give identical bytes: the files hold no time stamps or wall times (those go to
-the job's log and benchmark files).
+the job's log and benchmark files). Torch-free: pivots come back as numpy arrays.
 """
 
 from __future__ import annotations
@@ -25,11 +25,10 @@ from typing import Any
 
 import h5py
 import numpy as np
-import torch
 
 from ..atomic import atomic_path
 from ..errors import FileFormatError
-from ..runtime import provenance
+from ..provenance import provenance
 
 PATH_FORMAT = "path/2"
 EVALUATION_FORMAT = "path-evaluation/2"
@@ -99,7 +98,7 @@ class PathRecord:
 
     filename: str
     endpoints: tuple
-    pivots: torch.Tensor | None  # [N+2, D] float32, None when read with load_pivots=False
+    pivots: np.ndarray | None  # [N+2, D] float32, None when read with load_pivots=False
     target_weights: np.ndarray  # [N+1] float64
     history: list[PathCycle]
     saddle_loss: float  # the MST weight: max of saddle["train_loss"]
@@ -151,7 +150,7 @@ def _json_default(obj: Any):
 
 
 def _to_numpy(x, dtype) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
+    if hasattr(x, "detach"):  # a torch tensor (this module needs no torch itself)
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=dtype)
 
@@ -539,7 +538,7 @@ def read_path(
         if load_pivots:
             array = f["pivots"][()]
             _check_pivots(path, "/pivots", array, _decode(f.attrs.get("pivots_sha256")))
-            pivots = torch.from_numpy(array)
+            pivots = array
         history = []
         names = sorted(f["cycles"], key=int)
         for name in names:

@@ -12,7 +12,6 @@ import numpy as np
 from matplotlib.colors import LogNorm, Normalize
 
 from ..errors import ConfigError
-from ..path_geometry import arc_fractions
 from .learning_curves import field_of
 from .style import new_figure as _figure
 from .style import save_figure, source_note
@@ -119,6 +118,15 @@ def plot_path_cycles(
 
 
 # --------------------------------------------------------------------------- Figure 7
+
+
+def arc_fractions(pivots) -> np.ndarray:
+    """Cumulative Euclidean arc length of the polyline through ``pivots`` ``[N+2, D]``, scaled
+    to 0..1 (``[N+2]``, float64)."""
+    p = np.asarray(pivots, dtype=np.float64)
+    seg = np.linalg.norm(np.diff(p, axis=0), axis=1)
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    return cum / cum[-1] if cum[-1] > 0 else np.linspace(0.0, 1.0, len(p))
 
 
 def linear_deviation(pivots, s) -> np.ndarray:

@@ -1,76 +1,52 @@
-"""What the stages share: a job's runtime (what it runs on, never what it computes), its data,
-and a row's minima, checked."""
+"""What the stages share: a row's minima and its MST's files, each checked against the row's
+settings. Torch-free unless a minimum's tensors are asked for."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import csv
 
 from ..config import stage_hash
-from ..data import Dataset, load_dataset
 from ..errors import FileFormatError
 from ..formats.minimum import Minimum, load_minimum
-from ..points import evaluate_model
-from ..runtime import configure_runtime
+from ..formats.pathfile import EvaluationRecord, read_evaluation, read_path
+from ..formats.records import LandscapeRecord
 
 
-@dataclass(frozen=True)
-class JobRuntime:
-    """Where and how a job runs: settings that cannot change its results, so they never reach
-    a rule's ``params`` (changing them reruns nothing).
-
-    ``data_dir`` and ``checksums`` (the config's ``dataset_checksums``) locate and verify the
-    datasets; ``device`` is the config's (``auto``, ``cpu``, ``cuda``); ``threads`` the cores
-    Snakemake gave the job; ``gpus`` the GPUs its rule requested."""
-
-    data_dir: str = "data"
-    checksums: dict = field(default_factory=dict)
-    device: str = "auto"
-    threads: int = 1
-    gpus: int = 0
-
-    @classmethod
-    def from_snakemake(cls, smk) -> JobRuntime:
-        """The runtime of a Snakemake job (the ``snakemake`` object of a script)."""
-        return cls(
-            data_dir=smk.config["data_dir"],
-            checksums=dict(smk.config.get("dataset_checksums", {})),
-            device=smk.config["device"],
-            threads=int(smk.threads),
-            gpus=int(smk.resources.get("gpu", 0) or 0),
-        )
-
-    def dataset(self, name: str, device="cpu") -> Dataset:
-        return load_dataset(name, self.data_dir, device=device, checksums=self.checksums.get(name))
-
-    def start(self, dataset: str):
-        """Threads and device for this job, then the dataset on that device."""
-        chosen = configure_runtime(self.threads, self.device)
-        return chosen, self.dataset(dataset, chosen)
-
-
-#: relative tolerance of :func:`check_minimum_on_data`: float rounding between devices and
-#: batch sizes stays orders of magnitude below it; damaged weights or other data do not
-ENDPOINT_RTOL = 1e-3
-
-
-def check_minimum_on_data(model, minimum: Minimum, data: Dataset, batch_size: int) -> float:
-    """The training loss of a minimum's model (its stored exact BatchNorm statistics, eval mode,
-    the un-augmented training set) must be the loss its file records, within
-    :data:`ENDPOINT_RTOL`: before hours of AutoNEB are spent on it, a damaged file or data other
-    than those it was trained on stop the job, naming the file. Returns the measured loss."""
-    measured = evaluate_model(model, data.x_train, data.y_train, batch_size)["loss"]
-    stored = float(minimum.metrics["train_loss"])
-    if not abs(measured - stored) <= ENDPOINT_RTOL * abs(stored) + 1e-7:
-        raise FileFormatError(
-            f"minimum {minimum.path}: its weights give training loss {measured:.6g} on the "
-            f"{data.name} data of this run, the file records {stored:.6g} (tolerance "
-            f"{ENDPOINT_RTOL:g} relative): the file is damaged or the data differ from those it "
-            "was trained on (another data_dir?); delete the file to retrain it, or fix the data"
-        )
-    return measured
-
-
-def load_row_minima(paths, row: dict) -> list[Minimum]:
-    """The minimum files of a row, each checked against the row's training settings."""
+def load_row_minima(paths, row: dict, tensors: bool = True) -> list[Minimum]:
+    """The minimum files of a row, each checked against the row's training settings
+    (``tensors=False``: their numbers and identity only, without torch)."""
     expected = stage_hash(row, "minima")
-    return [load_minimum(p, expect_config_hash=expected) for p in paths]
+    return [load_minimum(p, expect_config_hash=expected, tensors=tensors) for p in paths]
+
+
+def evaluations_of(evaluated_files, row: dict) -> dict[tuple, EvaluationRecord]:
+    """The dense evaluations of a row's MST paths, keyed by the pair each file stores."""
+    expected = stage_hash(row, "evaluation")
+    out = {}
+    for f in evaluated_files:
+        record = read_evaluation(f, expect_config_hash=expected)
+        out[tuple(sorted(map(int, record.endpoints)))] = record
+    return out
+
+
+def highest_mst_path(landscape: LandscapeRecord, path_files, row: dict):
+    """The MST edge with the highest saddle (the path that decides the row's barrier) and its
+    path file, read with pivots; the pair is the one the file stores."""
+    a, b, _ = max(landscape.mst, key=lambda e: e[2])
+    expected = stage_hash(row, "paths")
+    for p in path_files:
+        if tuple(sorted(map(int, read_path(p, load_pivots=False).endpoints))) == (a, b):
+            return (a, b), read_path(p, load_pivots=True, expect_config_hash=expected)
+    raise FileFormatError(f"no path file of the MST edge {a}-{b} among {list(path_files)}")
+
+
+def longest_cycle(cycle_files) -> tuple[float, str] | None:
+    """The longest AutoNEB cycle (seconds) among a row's ``*.cycles.tsv`` files and the file
+    that recorded it; ``None`` before any path job finished a cycle."""
+    longest = None
+    for f in cycle_files:
+        with open(f, newline="") as handle:
+            for line in csv.DictReader(handle, delimiter="\t"):
+                if longest is None or float(line["wall_s"]) > longest[0]:
+                    longest = (float(line["wall_s"]), str(f))
+    return longest

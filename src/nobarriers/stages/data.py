@@ -6,8 +6,8 @@ import logging
 
 from ..data import prepare_dataset
 from ..formats.records import DatasetRecord
-from ..runtime import provenance
-from .common import JobRuntime
+from ..provenance import provenance
+from .compute import JobRuntime
 
 log = logging.getLogger("nobarriers")
 

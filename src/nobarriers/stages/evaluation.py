@@ -1,17 +1,24 @@
-"""The evaluation stage: dense exact-BN evaluation of the MST's paths, and their list."""
+"""The evaluation stage: dense exact-BN evaluation of the MST's paths and their list, and the
+Figure 1-style slice of the loss surface (rules/evaluation.smk)."""
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
+import torch
+
 from ..config import stage_hash
-from ..evaluate import evaluate_line, evaluate_path
+from ..evaluate import evaluate_line, evaluate_path, evaluate_point
 from ..formats.pathfile import read_path, write_evaluation
-from ..formats.records import MSTPathsRecord
+from ..formats.records import LandscapeRecord, MSTPathsRecord
 from ..models import build_model
 from ..path_geometry import dense_positions
 from ..progress import Progress
-from .common import JobRuntime
+from ..report import path_figures
+from ..report.labels import arch_label, dataset_label
+from .common import evaluations_of, highest_mst_path
+from .compute import JobRuntime
 
 log = logging.getLogger("nobarriers")
 
@@ -23,7 +30,7 @@ def evaluate_path_job(row: dict, path_file, out_path, runtime: JobRuntime) -> No
     record = read_path(path_file, load_pivots=True, expect_config_hash=stage_hash(row, "paths"))
     model = build_model(row["arch"], data.num_classes, data.input_shape).to(chosen)
     settings = row["evaluation"]
-    pivots = record.pivots.to(chosen)
+    pivots = torch.from_numpy(record.pivots).to(chosen)
     n_dense = len(dense_positions(pivots.shape[0], settings["n_between"]))
     progress = Progress(n_dense + settings["line_points"], "evaluate point")
     dense = evaluate_path(
@@ -68,3 +75,52 @@ def mst_paths_job(evaluated_files, path_files, out_json) -> MSTPathsRecord:
     record = MSTPathsRecord(evaluated=list(evaluated_files), paths=list(path_files))
     record.write(out_json)
     return record
+
+
+def slice_job(
+    row: dict,
+    landscape_json,
+    mst_json,
+    png,
+    pdf,
+    resolution: int,
+    margin: float,
+    runtime: JobRuntime,
+) -> None:
+    """Figure 1 style: training loss on the plane through both minima and the path's mean.
+    ``row``: the row's ``evaluation`` stage settings."""
+    chosen, data = runtime.start(row["dataset"])
+    landscape = LandscapeRecord.read(landscape_json)
+    listing = MSTPathsRecord.read(mst_json)
+    (a, b), record = highest_mst_path(landscape, listing.paths, row)
+    evaluation = evaluations_of(listing.evaluated, row)[(a, b)]
+    pivots = record.pivots.astype(np.float64)
+    origin, end = pivots[0], pivots[-1]
+    basis = path_figures.plane_basis(origin, end, pivots.mean(axis=0))
+    path_uv = path_figures.project_to_plane(pivots, origin, basis)
+    grid_u, grid_v = path_figures.plane_grid(path_uv, n=resolution, margin=margin)
+    model = build_model(row["arch"], data.num_classes, data.input_shape).to(chosen)
+    loss = np.empty((len(grid_v), len(grid_u)))
+    progress = Progress(loss.size, "slice point")
+    batch_size = row["evaluation"]["batch_size"]
+    for iv, v in enumerate(grid_v):
+        for iu, u in enumerate(grid_u):
+            plane = path_figures.plane_point(origin, basis, u, v)
+            point = torch.as_tensor(plane, dtype=torch.float32)
+            loss[iv, iu] = evaluate_point(model, point, data, batch_size)["train_loss"]
+            progress.update(train_loss=float(loss[iv, iu]))
+    dense, line = evaluation.dense, evaluation.line
+    path_figures.plot_plane_slice(
+        grid_u,
+        grid_v,
+        loss,
+        path_uv,
+        path_uv[[0, -1]],
+        png,
+        pdf,
+        f"{dataset_label(row['dataset'])} {arch_label(row['arch'])}: training loss on the "
+        f"plane through minima {a}, {b} and the path mean",
+        path_profile=(dense["t"] / dense["t"].max(), dense["train_loss"]),
+        line_profile=(line["t"], line["train_loss"]),
+        config_hash=stage_hash(row, "evaluation"),
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..config import stage_hash
 from ..train import train_minimum
-from .common import JobRuntime
+from .compute import JobRuntime
 
 
 def train_job(row: dict, seed: int, out_path, checkpoint, runtime: JobRuntime) -> dict:
@@ -14,7 +14,7 @@ def train_job(row: dict, seed: int, out_path, checkpoint, runtime: JobRuntime) -
     return train_minimum(
         row["arch"],
         data,
-        row["recipe"],
+        {**row["recipe"], **runtime.speed.get("recipe", {})},
         int(seed),
         out_path,
         checkpoint,

@@ -1,49 +1,24 @@
 """The report stage: a row of Table B.1 and its pair table, Table B.1 itself with Figure 5, the
-figures of one row, and the Figure 1-style slice."""
+figures of one row (rules/report.smk). Torch-free."""
 
 from __future__ import annotations
 
 import logging
 
 import numpy as np
-import torch
 
 from ..config import stage_hash
 from ..errors import FileFormatError
-from ..evaluate import evaluate_point
 from ..formats.csv_tables import records
-from ..formats.pathfile import EvaluationRecord, read_evaluation, read_path
 from ..formats.records import LandscapeRecord, MSTPathsRecord, TableRow
-from ..models import build_model
 from ..overlap import read_overlap_csv
-from ..progress import Progress
 from ..report import landscape_figures, path_figures, summary_figures
 from ..report.labels import arch_label, dataset_label
 from ..report.pairs import pair_details, read_pair_details, write_pair_details
 from ..report.table import table_b1_row, write_table_b1
-from .common import JobRuntime, load_row_minima
+from .common import evaluations_of, highest_mst_path, load_row_minima
 
 log = logging.getLogger("nobarriers")
-
-
-def _evaluations(evaluated_files, row: dict) -> dict[tuple, EvaluationRecord]:
-    expected = stage_hash(row, "evaluation")
-    out = {}
-    for f in evaluated_files:
-        record = read_evaluation(f, expect_config_hash=expected)
-        out[tuple(sorted(map(int, record.endpoints)))] = record
-    return out
-
-
-def _highest_mst_path(landscape: LandscapeRecord, path_files, row: dict):
-    """The MST edge with the highest saddle (the path that decides the row's barrier) and its
-    path file, read with pivots; the pair is the one the file stores."""
-    a, b, _ = max(landscape.mst, key=lambda e: e[2])
-    expected = stage_hash(row, "paths")
-    for p in path_files:
-        if tuple(sorted(map(int, read_path(p, load_pivots=False).endpoints))) == (a, b):
-            return (a, b), read_path(p, load_pivots=True, expect_config_hash=expected)
-    raise FileFormatError(f"no path file of the MST edge {a}-{b} among {list(path_files)}")
 
 
 def table_row_job(
@@ -51,9 +26,9 @@ def table_row_job(
 ) -> TableRow:
     """One row of Table B.1 (mean over minima / MST edges) and the per-pair detail table.
     ``row``: the row's ``evaluation`` stage settings."""
-    minima = load_row_minima(minima_paths, row)
+    minima = load_row_minima(minima_paths, row, tensors=False)
     landscape = LandscapeRecord.read(landscape_json)
-    evaluations = _evaluations(MSTPathsRecord.read(mst_json).evaluated, row)
+    evaluations = evaluations_of(MSTPathsRecord.read(mst_json).evaluated, row)
     missing = [(a, b) for a, b, _ in landscape.mst if (a, b) not in evaluations]
     if missing:
         raise FileFormatError(f"{landscape_json}: MST edges {missing} have no dense evaluation")
@@ -133,14 +108,14 @@ def row_figures_job(
 ) -> None:
     """Figures 4, 6, 7, the MST and the disconnectivity graph of one row.
     ``row``: the row's ``evaluation`` stage settings."""
-    minima = load_row_minima(minima_paths, row)
+    minima = load_row_minima(minima_paths, row, tensors=False)
     table_row = TableRow.read(row_json)
     landscape = LandscapeRecord.read(landscape_json)
     listing = MSTPathsRecord.read(mst_json)
-    evaluations = _evaluations(listing.evaluated, row)
+    evaluations = evaluations_of(listing.evaluated, row)
     config_hash = stage_hash(row, "evaluation")
     label = f"{dataset_label(row['dataset'])} {arch_label(row['arch'])}"
-    (a, b), record = _highest_mst_path(landscape, listing.paths, row)
+    (a, b), record = highest_mst_path(landscape, listing.paths, row)
     last = record.history[-1].cycle
     path_figures.plot_path_cycles(
         record.history,
@@ -160,7 +135,7 @@ def row_figures_job(
     )
     dense = evaluations[(a, b)].dense
     path_figures.plot_parallel_coordinates(
-        record.pivots.numpy(),
+        record.pivots,
         None,
         dense["t"],
         dense["train_loss"],
@@ -186,53 +161,4 @@ def row_figures_job(
         disconnectivity_pdf,
         f"{label}: disconnectivity graph",
         config_hash=config_hash,
-    )
-
-
-def slice_job(
-    row: dict,
-    landscape_json,
-    mst_json,
-    png,
-    pdf,
-    resolution: int,
-    margin: float,
-    runtime: JobRuntime,
-) -> None:
-    """Figure 1 style: training loss on the plane through both minima and the path's mean.
-    ``row``: the row's ``evaluation`` stage settings."""
-    chosen, data = runtime.start(row["dataset"])
-    landscape = LandscapeRecord.read(landscape_json)
-    listing = MSTPathsRecord.read(mst_json)
-    (a, b), record = _highest_mst_path(landscape, listing.paths, row)
-    evaluation = _evaluations(listing.evaluated, row)[(a, b)]
-    pivots = record.pivots.double().numpy()
-    origin, end = pivots[0], pivots[-1]
-    basis = path_figures.plane_basis(origin, end, pivots.mean(axis=0))
-    path_uv = path_figures.project_to_plane(pivots, origin, basis)
-    grid_u, grid_v = path_figures.plane_grid(path_uv, n=resolution, margin=margin)
-    model = build_model(row["arch"], data.num_classes, data.input_shape).to(chosen)
-    loss = np.empty((len(grid_v), len(grid_u)))
-    progress = Progress(loss.size, "slice point")
-    batch_size = row["evaluation"]["batch_size"]
-    for iv, v in enumerate(grid_v):
-        for iu, u in enumerate(grid_u):
-            plane = path_figures.plane_point(origin, basis, u, v)
-            point = torch.as_tensor(plane, dtype=torch.float32)
-            loss[iv, iu] = evaluate_point(model, point, data, batch_size)["train_loss"]
-            progress.update(train_loss=float(loss[iv, iu]))
-    dense, line = evaluation.dense, evaluation.line
-    path_figures.plot_plane_slice(
-        grid_u,
-        grid_v,
-        loss,
-        path_uv,
-        path_uv[[0, -1]],
-        png,
-        pdf,
-        f"{dataset_label(row['dataset'])} {arch_label(row['arch'])}: training loss on the "
-        f"plane through minima {a}, {b} and the path mean",
-        path_profile=(dense["t"] / dense["t"].max(), dense["train_loss"]),
-        line_profile=(line["t"], line["train_loss"]),
-        config_hash=stage_hash(row, "evaluation"),
     )
