@@ -32,3 +32,4 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+        stored_files,

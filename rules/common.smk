@@ -1,6 +1,9 @@
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
+from snakemake.exceptions import IncompleteCheckpointException
+from snakemake.io import checkpoint_target
 from snakemake.logging import logger
 
 from nobarriers.config import (
@@ -131,12 +134,23 @@ def path_file(wildcards, pair):
 ROUNDS = SETTINGS.rounds_folder()
 
 
+def checkpoint_output(producer, path):
+    """A checkpoint's output, once it exists. Snakemake counts the outputs that existed at
+    start-up as created; one whose job reruns in this run (its input was rebuilt) is deleted
+    first, so a function reading it must wait for the job like for an unfinished checkpoint.
+    """
+    if not os.path.exists(path):
+        raise IncompleteCheckpointException(producer.rule, checkpoint_target(path))
+    return path
+
+
 def pairs_of_round(wildcards, round_index):
     """The pairs that Algorithm 3 selected in one round (runs the checkpoint if needed)."""
-    selection = checkpoints.select_pairs.get(
+    producer = checkpoints.select_pairs
+    selection = producer.get(
         dataset=wildcards.dataset, arch=wildcards.arch, round=round_index
     ).output[0]
-    return RoundRecord.read(selection).pairs
+    return RoundRecord.read(checkpoint_output(producer, selection)).pairs
 
 
 def paths_before_round(wildcards):
@@ -164,10 +178,9 @@ def all_paths(wildcards):
 
 
 def mst_edges(wildcards):
-    landscape = checkpoints.landscape.get(
-        dataset=wildcards.dataset, arch=wildcards.arch
-    ).output.json
-    return LandscapeRecord.read(landscape).mst_pairs
+    producer = checkpoints.landscape
+    landscape = producer.get(dataset=wildcards.dataset, arch=wildcards.arch).output.json
+    return LandscapeRecord.read(checkpoint_output(producer, landscape)).mst_pairs
 
 
 def mst_path_files(wildcards):
@@ -214,3 +227,29 @@ def final_outputs():
     for dataset, arch in ROWS:
         outputs += row_outputs(dataset, arch)
     return outputs
+
+
+def stored_files(wildcards):
+    """Every intermediate file that the table, the figures and the report read, for every row:
+    inputs of `all`. Snakemake rebuilds a missing intermediate file only if it is a target or
+    a job that needs it must run anyway (so that temp() files may go), so a deleted minimum,
+    path, evaluation or round file would stay deleted behind up-to-date outputs. As targets
+    they are rebuilt by a plain rerun, and what depends on them follows (newer input).
+    """
+    files = []
+    for dataset, arch in ROWS:
+        row = SimpleNamespace(dataset=dataset, arch=arch)
+        d = row_dir(dataset, arch)
+        files += [f"{RESULTS}/data/{dataset}.json", *minima_files(row)]
+        files += [f"{d}/overlap/overlap.csv", f"{d}/overlap/overlap_matrix.csv"]
+        r = 0
+        while True:
+            files.append(f"{d}/{ROUNDS}/{r}.json")
+            pairs = pairs_of_round(row, r)
+            if not pairs:
+                break
+            files += [path_file(row, pair) for pair in pairs]
+            r += 1
+        files += [f"{d}/{ROUNDS}/landscape.json", f"{d}/{ROUNDS}/mst_paths.json"]
+        files += [f"{d}/pairs.csv", *evaluated_mst_paths(row)]
+    return files

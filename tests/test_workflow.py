@@ -9,8 +9,10 @@ finished minima and paths alone.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,9 +98,10 @@ def test_tiny_workflow_end_to_end(tmp_path):
     results = tmp_path / "results"
     overrides = [f"results_dir={results}", f"data_dir={tmp_path / 'data'}"]
 
-    def run_tiny(max_paths, *extra):
+    def run_tiny(max_paths, *extra, check=True):
         budget = f"exploration={{max_paths: {max_paths}, pairs_per_round: 2}}"
-        snakemake(*extra, "--cores", "2", "--configfile", str(TINY), "--config", *overrides, budget)
+        return snakemake(*extra, "--cores", "2", "--configfile", str(TINY), "--config",
+                         *overrides, budget, check=check)  # fmt: skip
 
     run_tiny(2)
     row_dir = results / "digits" / "mlp-16"
@@ -152,6 +155,79 @@ def test_tiny_workflow_end_to_end(tmp_path):
     run_tiny(3, "--report", str(report))
     text = report.read_text(errors="replace")
     assert "Table B.1" in text and "Figure 5" in text
+
+    def planned(*config) -> dict[str, int]:
+        """Jobs per rule that a plain dry run of the tiny config (budget 3) would run."""
+        budget = "exploration={max_paths: 3, pairs_per_round: 2}"
+        out = snakemake("-n", "--cores", "2", "--configfile", str(TINY), "--config", *overrides,
+                        budget, *config).stdout  # fmt: skip
+        if "Nothing to be done" in out:
+            return {}
+        stats = out.split("Job stats:", 1)[1].split("total", 1)[0]
+        return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
+
+    # Settings that cannot change results rerun nothing: where the data live, the device, the
+    # threads, how GPUs are requested, runtimes and memory, partitions, HDF5 locking, speed options.
+    (tmp_path / "scratch-data").mkdir()
+    unchanged = planned(
+        f"data_dir={tmp_path / 'scratch-data'}", "device=auto", "gpu_jobs=false",
+        "threads={train: 2, autoneb: 2, evaluate: 2}", "hdf5_file_locking=false",
+        "resources={max_runtime: 90, retry_growth: 2, autoneb_path: {runtime: 45, mem_mb: 900}}",
+        "partitions={cpu: short}", "autoneb={mode: loop, channels_last: true}",
+        "recipes={digits: {epochs: 8, channels_last: true, autocast_bf16: false}}",
+    )  # fmt: skip
+    assert unchanged == {}, unchanged
+    assert planned("gpu_request=gres", "gpu_model=a100") == {}
+    # A hyper-parameter reruns exactly the jobs that depend on it.
+    dense = planned("evaluation={n_between: 4}")
+    assert "train_minimum" not in dense and "autoneb_path" not in dense, dense
+    assert dense["evaluate_path"] == 2 and dense["table_b1"] == 1, dense  # the two MST edges
+    insertion = planned("autoneb={insert_threshold: 0.3}")
+    # (the path jobs follow once the rerun selection rounds name their pairs)
+    assert insertion["select_pairs"] >= 1 and "train_minimum" not in insertion, insertion
+    assert planned("recipes={digits: {epochs: 9}}")["train_minimum"] == 3
+
+    # A deleted file is an input Snakemake sees: a plain run plans its job and what depends on
+    # it, nothing else (the MST edge's evaluation and the overlap table here).
+    rounds = row_dir / "rounds" / "max3-per2"
+    a, b = sorted(json.loads((rounds / "landscape.json").read_text())["mst"][0][:2])
+    evaluated = row_dir / "evaluated" / f"{a}-{b}.h5"
+    overlap = row_dir / "overlap" / "overlap.csv"
+    for f in (evaluated, overlap):
+        f.rename(f.with_suffix(".moved"))
+    only = planned()
+    assert only["evaluate_path"] == 1 and only["overlap"] == 1 and only["table_b1"] == 1, only
+    assert not {"train_minimum", "autoneb_path", "select_pairs", "landscape"} & set(only), only
+    for f in (evaluated, overlap):
+        f.with_suffix(".moved").rename(f)
+    assert planned() == {}
+
+    # A minimum damaged in place (header intact, 224 bytes of its weights overwritten) is refused
+    # by the first job that reads its tensors, with the file named in that job's log; nothing
+    # downstream is rewritten from it.
+    table_bytes = (results / "table_b1.csv").read_bytes()
+    damaged = minima[1]
+    with open(damaged, "r+b") as f:
+        f.seek(8 + int.from_bytes(f.read(8), "little") + 64)
+        f.write(bytes(range(224)))
+    assert run_tiny(3, check=False).returncode != 0
+    refusals = [p.read_text() for p in (results / "logs").rglob("*.log")]
+    refusals = [text for text in refusals if f"failed: minimum {damaged}: checksum" in text]
+    assert refusals, "the refusal must be in the failed job's log"
+    first_error = next(line for line in refusals[0].splitlines() if " ERROR " in line)
+    assert "delete it and rerun the workflow" in first_error, first_error
+    assert "Traceback" in refusals[0] and "weights_only" not in refusals[0]
+    assert (results / "table_b1.csv").read_bytes() == table_bytes
+
+    # Deleted files of every kind come back with a plain rerun, and the table is the same.
+    deleted = [damaged, evaluated, paths_after[0], rounds / "1.json", rounds / "landscape.json",
+               overlap]  # fmt: skip
+    for f in deleted:
+        f.unlink(missing_ok=True)  # the failed path jobs' outputs are gone already
+    run_tiny(3)
+    for f in deleted:
+        assert f.is_file(), f
+    assert (results / "table_b1.csv").read_bytes() == table_bytes
 
 
 CIFAR_TINY = ROOT / "tests" / "configs" / "cifar_tiny.yaml"

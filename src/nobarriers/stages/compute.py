@@ -5,6 +5,7 @@ against the data."""
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from dataclasses import dataclass, field
 
@@ -14,6 +15,8 @@ from ..errors import FileFormatError
 from ..formats.minimum import Minimum
 from ..points import evaluate_model
 from ..runtime import configure_runtime
+
+log = logging.getLogger("nobarriers")
 
 
 def requested_gpus(resources) -> int:
@@ -73,6 +76,8 @@ class JobRuntime:
     def start(self, dataset: str):
         """Threads and device for this job, then the dataset on that device."""
         chosen = configure_runtime(self.threads, self.device, require_gpu=self.gpu_granted)
+        if os.environ.get("HDF5_USE_FILE_LOCKING", "").upper() == "FALSE":
+            log.info("HDF5 file locking off (HDF5_USE_FILE_LOCKING=FALSE, hdf5_file_locking)")
         return chosen, self.dataset(dataset, chosen)
 
 
