@@ -25,6 +25,13 @@ include: "rules/report.smk"
 check_cluster()
 
 
+onstart:
+    if (
+        workflow.is_main_process
+    ):  # one run per results directory, see nobarriers.results_lock
+        hold_results_lock(RESULTS)
+
+
 report: "report/workflow.rst"
 
 

@@ -13,6 +13,7 @@ from nobarriers.config import (
     stage_settings,
 )
 from nobarriers.formats.records import LandscapeRecord, RoundRecord
+from nobarriers.results_lock import hold_results_lock
 from nobarriers.stages.common import longest_cycle
 
 # Validate before any job is planned; fills the schema's defaults into `config` in place.

@@ -1,5 +1,6 @@
 """Workflow configuration: schema validation with defaults, names, hashes, row selection."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,35 @@ def test_selection_by_dataset_and_architecture(tmp_path):
     config["architectures"] = ["cnn-13"]
     with pytest.raises(ConfigError, match="matches no row"):
         WorkflowConfig(config)
+
+
+def test_every_float_spelling_is_a_number_and_non_numbers_are_refused(tmp_path):
+    """YAML 1.1 (PyYAML) reads ``1e-2`` and ``5E-4`` as strings; they are numbers wherever the
+    schema wants one, in a config file as in ``--config``. A word stays an error naming the key."""
+    text = (
+        "recipes:\n  digits: {lr: 1e-2, weight_decay: 5E-4, momentum: .9}\n"
+        "autoneb:\n  insert_threshold: 2.e-1\n  schedule: [{repeat: 1, steps: 1e3, lr: +1.0e-1}]\n"
+        "rows:\n  - {dataset: digits, arch: mlp-4}\n"
+    )
+    assert yaml.safe_load(text)["recipes"]["digits"]["lr"] == "1e-2"  # what the user is up against
+    path = tmp_path / "floats.yaml"
+    path.write_text(text)
+    row = WorkflowConfig.load(path).row("digits", "mlp-4")
+    assert row["recipe"]["lr"] == 0.01 and row["recipe"]["weight_decay"] == 5e-4
+    assert row["recipe"]["momentum"] == 0.9 and row["autoneb"]["insert_threshold"] == 0.2
+    assert row["autoneb"]["schedule"] == [{"steps": 1000, "lr": 0.1}]
+    assert isinstance(row["autoneb"]["schedule"][0]["steps"], int)
+    steps = "autoneb.schedule[0].steps"
+    for key, bad in (("recipes.digits.lr", "recipes: {digits: {lr: fast}}"),
+                     (steps, "autoneb: {schedule: [{steps: 1.5e2x, lr: 0.1}]}"),
+                     (steps, "autoneb: {schedule: [{steps: 1.5, lr: 0.1}]}")):  # fmt: skip
+        path.write_text(bad + "\nrows:\n  - {dataset: digits, arch: mlp-4}\n")
+        with pytest.raises(ConfigError, match=re.escape(key)):
+            WorkflowConfig.load(path).row("digits", "mlp-4")
+    # the same through Snakemake's --config (parsed as YAML, too)
+    from test_workflow import TINY, snakemake
+
+    proc = snakemake("-n", "--cores", "1", "--configfile", str(TINY), "--config",
+                     f"results_dir={tmp_path / 'results'}", "recipes={digits: {lr: 1e-2}}",
+                     "autoneb={weight_decay: 1E-4}", check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import matplotlib.image
@@ -304,3 +305,37 @@ def test_cifar_format_batchnorm_networks_end_to_end(tmp_path):
     assert len(figures) == 1 + 3 * 6
     for figure in figures:
         assert_image(figure)
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_results_dir_is_refused(tmp_path):
+    """Two working directories (Snakemake's own lock covers one each) and one results_dir: the
+    second run stops before any job, naming the first, and the first finishes untouched."""
+    results = tmp_path / "results"
+    common = ["--cores", "1", "--configfile", str(TINY), "--config", f"results_dir={results}",
+              f"data_dir={tmp_path / 'data'}", "recipes={digits: {epochs: 80}}"]  # fmt: skip
+    minimum = results / "digits" / "mlp-16" / "minima"
+    first = subprocess.Popen([SNAKEMAKE, *common, "--", str(minimum / "0.safetensors")],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)  # fmt: skip
+    lock = results / ".nobarriers.lock"
+    deadline = time.monotonic() + 60
+    while not (lock.is_file() and lock.stat().st_size) and first.poll() is None:
+        assert time.monotonic() < deadline, "the first run never took the lock"
+        time.sleep(0.2)
+    other = tmp_path / "other-checkout"
+    other.mkdir()
+    second = subprocess.run(
+        [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "-d", str(other), *common, "--",
+         str(minimum / "1.safetensors")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    out_first = first.communicate(timeout=300)[0]
+    assert first.returncode == 0, out_first[-3000:]
+    assert second.returncode != 0
+    message = second.stdout + second.stderr
+    assert f"results_dir {results} is in use by another run (pid {first.pid}" in message, message
+    assert str(ROOT) in message  # the other run's working directory
+    assert (minimum / "0.safetensors").is_file() and not (minimum / "1.safetensors").exists()
+    # the lock goes with its run: the next one takes it
+    snakemake(*common, "--", str(minimum / "1.safetensors"))
