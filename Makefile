@@ -30,21 +30,17 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -ra -m "not slow and not slurm"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests workflow benchmarks tools
-	$(VENV)/bin/ruff format --check src tests workflow benchmarks tools
+	$(VENV)/bin/ruff check src tests workflow benchmarks
+	$(VENV)/bin/ruff format --check src tests workflow benchmarks
 	$(VENV)/bin/snakefmt --check Snakefile rules
 	$(VENV)/bin/snakemake --lint --cores 1
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format src tests workflow benchmarks tools
+	$(VENV)/bin/ruff format src tests workflow benchmarks
 	$(VENV)/bin/snakefmt Snakefile rules
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
-
-## make slurm-profile: install profiles/slurm as your `slurm` profile (snakemake --profile slurm).
-slurm-profile:
-	bash tools/install-slurm-profile.sh
 
 clean-results:
 	rm -rf results/* .snakemake

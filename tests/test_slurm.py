@@ -1,9 +1,8 @@
-"""The workflow on a live single-node SLURM, through the profile users install.
+"""The workflow on a live single-node SLURM, through the profile users run.
 
 Starts munged, MariaDB, slurmdbd, slurmctld and slurmd on this machine (tests/slurm/cluster.py;
-installs the Debian packages when missing, which needs root and apt-get), installs
-profiles/slurm exactly as users do (tools/install_slurm_profile.py, into a private
-$XDG_CONFIG_HOME) and runs ``snakemake --profile slurm`` with the few CI overrides of
+installs the Debian packages when missing, which needs root and apt-get) and runs
+``snakemake --profile profiles/slurm`` as docs/cluster.md says, with the few CI overrides of
 profiles/ci-slurm/config.yaml given as command-line flags. Checks:
 
 * a job that fails is reported as failed (scratch workflow tests/slurm/scratch.smk);
@@ -39,8 +38,8 @@ pytestmark = pytest.mark.slurm
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE_SRC = REPO / "profiles" / "slurm"
+PROFILE = "profiles/slurm"  # relative to the run's working directory, as in docs/cluster.md
 CI_OVERRIDES = REPO / "profiles" / "ci-slurm" / "config.yaml"
-INSTALLER = REPO / "tools" / "install_slurm_profile.py"
 SCRATCH = REPO / "tests" / "slurm" / "scratch.smk"
 
 # --- the real workflow: adjust here if targets move -----------------------------------------
@@ -100,23 +99,9 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def xdg(tmp_path_factory, cluster):
-    """A private XDG_CONFIG_HOME with profiles/slurm installed as the profile `slurm`."""
-    home = tmp_path_factory.mktemp("xdg")
-    env = dict(cluster.env(), XDG_CONFIG_HOME=str(home))
-    r = subprocess.run([sys.executable, str(INSTALLER)], env=env, capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
-    installed = home / "snakemake" / "slurm" / "config.yaml"
-    assert installed.read_text() == (PROFILE_SRC / "config.yaml").read_text()
-    # a second install of an unmodified copy is fine; an edited copy is kept
-    installed.write_text(installed.read_text() + "\n# edited by the user\n")
-    r = subprocess.run([sys.executable, str(INSTALLER)], env=env, capture_output=True, text=True)
-    assert r.returncode == 1 and "left untouched" in r.stdout, r.stdout + r.stderr
-    assert installed.read_text().endswith("# edited by the user\n")
-    r = subprocess.run([sys.executable, str(INSTALLER), "--force"], env=env, capture_output=True,
-                       text=True)  # fmt: skip
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert installed.read_text() == (PROFILE_SRC / "config.yaml").read_text()
-    return home
+    """A private, empty XDG_CONFIG_HOME: runs use the profile by its path, as the docs say
+    (``--profile profiles/slurm``, no install step), and no profile of this machine leaks in."""
+    return tmp_path_factory.mktemp("xdg")
 
 
 def ci_flags() -> list[str]:
@@ -136,7 +121,7 @@ def ci_flags() -> list[str]:
 class SnakemakeRun:
     """One `snakemake --profile <profile>` process in `workdir`, output in a log file."""
 
-    def __init__(self, cluster, xdg, workdir: Path, args: list[str], profile: str = "slurm",
+    def __init__(self, cluster, xdg, workdir: Path, args: list[str], profile: str = PROFILE,
                  tag: str = "run"):  # fmt: skip
         self.cluster = cluster
         self.workdir = workdir
@@ -265,6 +250,18 @@ def snapshot(workdir: Path, patterns: list[str]) -> dict[str, tuple[int, int]]:
     return out
 
 
+def asks_for_gpu(job: dict) -> bool:
+    """The job's rule requested a GPU (``gpu=1`` or a ``gres=gpu...``)."""
+    resources = job["resources"]
+    return resources.get("gpu", "0") not in ("0", "") or resources.get("gres", "").startswith("gpu")
+
+
+def scontrol_job(cluster, job_id: str) -> dict[str, str]:
+    """``scontrol show job`` as key=value pairs: what sbatch actually asked SLURM for."""
+    out = cluster.run("scontrol", "-o", "show", "job", job_id).stdout
+    return dict(kv.split("=", 1) for kv in out.split() if "=" in kv)
+
+
 def check_ran_on_slurm(cluster, runs: list[SnakemakeRun]) -> dict[str, list[dict]]:
     """Every non-local job announced in these runs got a SLURM id; sacct knows each id under the
     run's name with the rule in its comment; jobs asking for a GPU got one. Returns rule->jobs."""
@@ -297,7 +294,7 @@ def check_ran_on_slurm(cluster, runs: list[SnakemakeRun]) -> dict[str, list[dict
             assert a["comment"].startswith(f"rule_{rule}"), (job, a)
             if job["finished"]:
                 assert a["state"] == "COMPLETED", (job, a)
-            if job["resources"].get("gpu", "0") not in ("0", ""):
+            if asks_for_gpu(job):
                 assert "gres/gpu=" in a["tres"], f"GPU job without a GPU: {job} {a}"
             job["sacct"] = a
     return by_rule
@@ -353,6 +350,7 @@ def kill_and_resume(cluster, xdg, workdir: Path, args: list[str], kill_after: st
 @pytest.fixture()
 def scratch(tmp_path):
     shutil.copy(SCRATCH, tmp_path / "Snakefile")
+    shutil.copytree(PROFILE_SRC, tmp_path / PROFILE)
     return tmp_path
 
 
@@ -372,10 +370,10 @@ def test_failed_job_is_reported(cluster, xdg, scratch):
 def _bad_profile(xdg: Path, name: str, **default_resources) -> str:
     cfg = yaml.safe_load((PROFILE_SRC / "config.yaml").read_text())
     cfg.setdefault("default-resources", {}).update(default_resources)
-    d = xdg / "snakemake" / name
+    d = xdg / "profiles" / name
     d.mkdir(parents=True, exist_ok=True)
     (d / "config.yaml").write_text(yaml.safe_dump(cfg))
-    return name
+    return str(d)
 
 
 @pytest.mark.parametrize(
@@ -436,7 +434,9 @@ def repo_copy(tmp_path_factory):
 
 
 def test_real_workflow_on_slurm_kill_resume(cluster, xdg, repo_copy):
-    args = ["--configfile", TINY_CONFIG]
+    # A QoS through the plugin's own setting and GPUs as gres (clusters without --gpus): both must
+    # reach sbatch as intended, and only one GPU request.
+    args = ["--configfile", TINY_CONFIG, "--slurm-qos", cluster.qos, "--config", "gpu_request=gres"]
     t0 = time.monotonic()
     first, second, kept = kill_and_resume(
         cluster, xdg, repo_copy, args, kill_after="paths/*.h5",
@@ -450,7 +450,30 @@ def test_real_workflow_on_slurm_kill_resume(cluster, xdg, repo_copy):
     figures = [p for p in (repo_copy / FIGURES_DIR).iterdir() if p.is_file()]
     assert figures and all(p.stat().st_size > 0 for p in figures), FIGURES_DIR
     by_rule = check_ran_on_slurm(cluster, [first, second])
-    gpu_rules = {r for r, jobs in by_rule.items()
-                 if any(j["resources"].get("gpu", "0") not in ("0", "") for j in jobs)}  # fmt: skip
-    assert gpu_rules, f"no rule asked for a GPU: {sorted(by_rule)}"
+    gpu_rules = {r for r, jobs in by_rule.items() if any(asks_for_gpu(j) for j in jobs)}
+    assert gpu_rules == {"train_minimum", "autoneb_path", "evaluate_path", "slice_figure"} & set(
+        by_rule
+    ), sorted(gpu_rules)
     print(f"rules run as SLURM jobs: {sorted(by_rule)}; with a GPU: {sorted(gpu_rules)}")
+    for rule in sorted(gpu_rules):
+        job = scontrol_job(cluster, by_rule[rule][0]["slurm_id"])
+        assert job["QOS"] == cluster.qos, (rule, job)
+        assert job.get("TresPerNode") in ("gres:gpu:1", "gres/gpu:1"), (rule, job)
+        assert "TresPerJob" not in job, f"{rule}: --gpus beside --gres: {job}"
+
+
+def test_gpu_job_that_sees_no_gpu_fails_at_once_with_the_reason_in_its_log(cluster, xdg, repo_copy):
+    """device: auto, and SLURM grants the (fake) GPU: the job sees no CUDA device, so it must stop
+    at once with what it saw in its log, not train for hours on the CPU."""
+    results = "results-gpu-check"
+    target = f"{results}/digits/mlp-16/minima/0.safetensors"
+    args = ["--configfile", TINY_CONFIG, "--config", "device=auto", f"results_dir={results}"]
+    run = SnakemakeRun(cluster, xdg, repo_copy, [*args, "--", target], tag="no-gpu")
+    assert run.wait(timeout=180) != 0, run.tail()
+    log = (repo_copy / results / "logs" / "digits" / "mlp-16" / "train" / "0.log").read_text()
+    error = next(line for line in log.splitlines() if " ERROR " in line)
+    assert "train_minimum failed: the job requested a GPU (SLURM job" in error, log
+    assert "CUDA_VISIBLE_DEVICES=" in error and "torch.cuda.device_count()=0" in error, error
+    assert "epoch" not in log, "no training may start"
+    (job,) = [j for j in run.jobs() if j["rule"] == "train_minimum"]
+    assert "gpu:1" in scontrol_job(cluster, job["slurm_id"]).get("TresPerJob", ""), job

@@ -207,6 +207,7 @@ class SlurmCluster:
         *,
         cluster_name: str = "nobarriers",
         account: str = "nobarriers",
+        qos: str = "nobarriers-ci",
         allow_install: bool | None = None,
         reuse: bool = True,
         gpus: int = 2,
@@ -217,6 +218,7 @@ class SlurmCluster:
         self.root = Path(root) if root is not None else default_root()
         self.cluster_name = cluster_name
         self.account = account
+        self.qos = qos
         if allow_install is None:
             allow_install = os.environ.get("NOBARRIERS_SLURM_INSTALL", "1") != "0"
         self.allow_install = allow_install
@@ -341,6 +343,7 @@ class SlurmCluster:
             if self._owner_alive(owner):
                 # started by .ci/slurm-up.sh or by another live process: use it, leave it running
                 self.log(f"attaching to the running cluster in {self.root}")
+                self._register_accounts()  # idempotent: what this version of the tests needs
                 self.owned = False
                 self.started_in_s = time.monotonic() - t0
                 return self
@@ -659,10 +662,13 @@ StorageLoc=slurm_acct_db
              "Description=nobarriers tests", "Organization=nobarriers"],
             ["sacctmgr", "-i", "add", "user", user, f"Account={self.account}",
              f"DefaultAccount={self.account}"],
+            ["sacctmgr", "-i", "add", "qos", self.qos],
+            ["sacctmgr", "-i", "modify", "user", user, "set", f"QOS+={self.qos}"],
         ):  # fmt: skip
             r = self.run(*cmd, check=False)
             out = r.stdout + r.stderr
-            if r.returncode != 0 and "Nothing new added" not in out and "already" not in out:
+            known = ("Nothing new added", "already", "Nothing modified")
+            if r.returncode != 0 and not any(k in out for k in known):
                 raise SlurmError(f"{' '.join(cmd)} failed: {out.strip()}")
 
     def _start_slurmctld(self) -> None:
