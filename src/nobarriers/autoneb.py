@@ -212,16 +212,7 @@ def run_autoneb(
             pivots=record_pivots,
         )
         history.append(record)
-        log.info(
-            "AutoNEB cycle %d/%d done: %d pivots, saddle loss %.5g at t=%.2f, inserted %s, %.1fs",
-            number,
-            n_cycles,
-            n_interior,
-            record.saddle_loss,
-            float(t[int(np.argmax(loss))]),
-            ", ".join(f"{s:.2f}" for s in inserted) or "none",
-            record.wall_s,
-        )
+        # saved before it is reported: a 'done' line in a log means the cycle is on disk
         if state_path is not None:
             save_state(
                 state_path,
@@ -236,6 +227,16 @@ def run_autoneb(
                 mode=energy.resolved_mode,
                 history=[r.to_state() for r in history],
             )
+        log.info(
+            "AutoNEB cycle %d/%d done: %d pivots, saddle loss %.5g at t=%.2f, inserted %s, %.1fs",
+            number,
+            n_cycles,
+            n_interior,
+            record.saddle_loss,
+            float(t[int(np.argmax(loss))]),
+            ", ".join(f"{s:.2f}" for s in inserted) or "none",
+            record.wall_s,
+        )
         if on_cycle_end is not None:
             on_cycle_end(record)
 

@@ -1,0 +1,287 @@
+"""``nobarriers``: the command-line front door for one-off use, beside the workflow.
+
+* ``nobarriers connect A.safetensors B.safetensors --out path.h5 [--config cfg.yaml]``: AutoNEB
+  between two stored minima, exactly as the workflow's path job (same settings, same file);
+  interrupted, the same command resumes after the last finished cycle (``<out>.state.pt``).
+* ``nobarriers inspect FILE...``: what a minimum, path or evaluation file holds -- identity,
+  settings, saddle, cycles -- with its checksums verified.
+* ``nobarriers table RESULTS_DIR``: Table B.1 of a results folder (Markdown, CSV or LaTeX).
+
+Bad input ends with one line naming the file or key and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError, FileFormatError, NoBarriersError
+from .progress import setup_logging
+
+
+def _connect(args) -> int:
+    from .config import WorkflowConfig, speed_options, stage_settings
+    from .formats.minimum import load_minimum
+    from .stages.compute import JobRuntime
+    from .stages.paths import autoneb_job
+
+    ma, mb = (load_minimum(p, tensors=False) for p in (args.a, args.b))
+    if (ma.dataset, ma.arch) != (mb.dataset, mb.arch) or ma.recipe != mb.recipe:
+        raise ConfigError(
+            f"{args.a} ({ma.dataset}/{ma.arch}) and {args.b} ({mb.dataset}/{mb.arch}): the two "
+            "minima must share dataset, architecture and training recipe"
+        )
+    given = {}
+    if args.config:
+        try:
+            given = yaml.safe_load(Path(args.config).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"--config {args.config}: cannot be read ({exc})") from None
+    # the config's settings for these minima: its row for them if it has one, else its globals
+    rows = [
+        r
+        for r in given.get("rows", [])
+        if (r.get("dataset"), r.get("arch")) == (ma.dataset, ma.arch)
+    ]
+    given = {**given, "rows": rows or [{"dataset": ma.dataset, "arch": ma.arch}]}
+    given.pop("datasets", None), given.pop("architectures", None)
+    settings = WorkflowConfig(given, source=args.config or "the paper's defaults")
+    resolved = dict(settings.row(ma.dataset, ma.arch), recipe=dict(ma.recipe))
+    runtime = JobRuntime(
+        data_dir=args.data_dir or settings.values["data_dir"],
+        checksums=dict(settings.values["dataset_checksums"]),
+        device=args.device or settings.values["device"],
+        threads=args.threads,
+        speed=speed_options(resolved),
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    autoneb_job(
+        stage_settings(resolved, "paths"),
+        args.a,
+        args.b,
+        out,
+        state_path=out.with_name(out.name + ".state.pt"),
+        runtime=runtime,
+    )
+    print(out)
+    return 0
+
+
+def _kind(path: Path) -> str:
+    if not path.is_file():
+        raise FileFormatError(f"{path}: file not found")
+    head = path.read_bytes()[:8]
+    if head == b"\x89HDF\r\n\x1a\n":
+        import h5py
+
+        from .formats.pathfile import EVALUATION_FORMAT, PATH_FORMAT
+
+        with h5py.File(path, "r") as f:
+            marker = f.attrs.get("nobarriers_format", "")
+        marker = marker.decode() if isinstance(marker, bytes) else str(marker)
+        kinds = {PATH_FORMAT: "path", EVALUATION_FORMAT: "evaluation"}
+        if marker not in kinds:
+            raise FileFormatError(
+                f"{path}: an HDF5 file, but not a nobarriers {PATH_FORMAT} or "
+                f"{EVALUATION_FORMAT} file (format {marker or 'none'!r})"
+            )
+        return kinds[marker]
+    if path.suffix == ".safetensors":
+        return "minimum"
+    raise FileFormatError(f"{path}: neither a minimum (.safetensors) nor a path file (HDF5)")
+
+
+def describe_file(path) -> dict:
+    """Everything ``inspect`` shows, as plain data (checksums verified on the way)."""
+    from .formats.minimum import load_minimum
+    from .formats.pathfile import read_evaluation, read_path
+
+    path = Path(path)
+    kind = _kind(path)
+    if kind == "minimum":
+        m = load_minimum(path)  # tensors too: verifies their checksum
+        return {
+            "file": str(path),
+            "kind": "minimum",
+            "dataset": m.dataset,
+            "arch": m.arch,
+            "seed": m.seed,
+            "parameters": int(
+                sum(
+                    t.numel()
+                    for k, t in m.state_dict.items()
+                    if "running" not in k and "num_batches" not in k
+                )
+            ),
+            "config_hash": m.config_hash,
+            "recipe": m.recipe,
+            "metrics": m.metrics,
+            "epochs": len(m.history),
+            "provenance": m.provenance,
+            "checksum": "verified",
+        }
+    if kind == "path":
+        p = read_path(path)  # pivots too: verifies their checksum
+        return {
+            "file": str(path),
+            "kind": "path",
+            "dataset": p.dataset,
+            "arch": p.arch,
+            "endpoints": list(p.endpoints),
+            "config_hash": p.config_hash,
+            "seed": p.seed,
+            "pivots": int(p.pivots.shape[0]) - 2,
+            "dimensions": int(p.pivots.shape[1]),
+            "saddle_train_loss": p.saddle_loss,
+            "saddle_measured_on": "the full training set"
+            if p.weight_subset is None
+            else f"{p.weight_subset} training samples",
+            "autoneb_saddle_loss": p.autoneb_saddle_loss,
+            "cycles": [
+                {
+                    "cycle": c.cycle,
+                    "steps": c.steps,
+                    "lr": c.lr,
+                    "pivots": c.n_pivots,
+                    "saddle_loss": c.saddle_loss,
+                    "inserted": list(c.inserted),
+                }
+                for c in p.history
+            ],  # fmt: skip
+            "autoneb": {
+                k: p.config["autoneb"][k]
+                for k in ("batch_size", "eval_subset", "n_between", "insert_threshold")
+            },
+            "provenance": {
+                k: p.attrs[k] for k in ("version", "git_revision", "torch") if k in p.attrs
+            },
+            "checksum": "verified",
+        }
+    e = read_evaluation(path)
+    return {
+        "file": str(path),
+        "kind": "evaluation",
+        "dataset": e.dataset,
+        "arch": e.arch,
+        "endpoints": list(e.endpoints),
+        "config_hash": e.config_hash,
+        "points": int(len(e.dense["t"])),
+        "saddles": e.saddles,
+        "line_saddles": e.line_saddles,
+        "provenance": {k: e.attrs[k] for k in ("version", "git_revision", "torch") if k in e.attrs},
+        "checksum": "verified",
+    }
+
+
+def _text(info: dict) -> str:
+    what = f"{info['kind']} of {info['dataset']}/{info['arch']}"
+    lines = [f"{info['file']}: {what} (checksum {info['checksum']})"]
+    if info["kind"] == "minimum":
+        m, r = info["metrics"], info["recipe"]
+        lines += [
+            f"  seed {info['seed']}, {info['parameters']} parameters, "
+            f"{info['epochs']} epochs recorded",
+            f"  recipe: {r.get('epochs')} epochs, batch {r.get('batch_size')}, lr {r.get('lr')}, "
+            f"weight decay {r.get('weight_decay')}",
+            f"  train loss {m['train_loss']:.6g}, error {m['train_error']:.4g}; "
+            f"test loss {m['test_loss']:.6g}, error {m['test_error']:.4g} (exact BatchNorm)",
+        ]
+    elif info["kind"] == "path":
+        a, b = info["endpoints"]
+        lines += [
+            f"  endpoints {a}-{b}, {info['pivots']} pivots between them, {info['dimensions']} "
+            "dimensions, "
+            f"seed {info['seed']}",
+            f"  saddle train loss {info['saddle_train_loss']:.6g} on {info['saddle_measured_on']} "
+            f"(AutoNEB's estimate {info['autoneb_saddle_loss']:.6g})",
+            "  AutoNEB " + ", ".join(f"{k} {v}" for k, v in info["autoneb"].items()),
+            "  cycle  steps  lr       pivots  saddle loss  inserted at",
+        ]
+        for c in info["cycles"]:
+            inserted = ", ".join(f"{t:.2f}" for t in c["inserted"]) or "-"
+            lines.append(
+                f"  {c['cycle']:>5}  {c['steps']:>5}  {c['lr']:<7g}  {c['pivots']:>6}  "
+                f"{c['saddle_loss']:<11.5g}  {inserted}"
+            )
+    else:
+        a, b = info["endpoints"]
+        lines.append(f"  endpoints {a}-{b}, {info['points']} points along the path")
+        for k, v in sorted(info["saddles"].items()):
+            line = info["line_saddles"].get(k, float("nan"))
+            lines.append(f"  saddle {k}: {v:.6g} (straight line: {line:.6g})")
+    written = ", ".join(f"{k} {v}" for k, v in info["provenance"].items())
+    lines.append(f"  config hash {info['config_hash']}; written by {written}")
+    return "\n".join(lines)
+
+
+def _inspect(args) -> int:
+    infos = [describe_file(f) for f in args.files]
+    if args.json:
+        print(json.dumps(infos if len(infos) > 1 else infos[0], indent=2, default=str))
+    else:
+        print("\n\n".join(_text(i) for i in infos))
+    return 0
+
+
+def _table(args) -> int:
+    from .formats.records import TABLE_B1_COLUMNS, TableRow
+    from .report.table import format_table_b1_latex, format_table_b1_markdown
+
+    folder = Path(args.results_dir)
+    rows = sorted(folder.glob("*/*/table_row.json"))
+    if not folder.is_dir() or not rows:
+        raise FileFormatError(f"{folder}: no table rows (<dataset>/<arch>/table_row.json) here")
+    records = [TableRow.read(p) for p in rows]
+    if args.format == "md":
+        print(format_table_b1_markdown(records))
+    elif args.format == "tex":
+        print(format_table_b1_latex(records))
+    else:
+        import pandas as pd
+
+        frame = pd.DataFrame([r.to_json() for r in records])
+        print(frame[[c for c in TABLE_B1_COLUMNS if c in frame]].to_csv(index=False), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nobarriers", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("connect", help="AutoNEB between two stored minima (resumable)")
+    c.add_argument("a", help="first minimum (.safetensors, written by the workflow)")
+    c.add_argument("b", help="second minimum, same dataset, architecture and recipe")
+    c.add_argument("--out", required=True, help="path file to write (HDF5)")
+    c.add_argument("--config", help="a workflow config (YAML) whose autoneb/mst settings to use "
+                   "(its row for these minima, if any); default: the paper's")  # fmt: skip
+    c.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the config's")
+    c.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    c.add_argument("--data-dir", help="where the datasets are (default: the config's data_dir)")
+    i = sub.add_parser("inspect", help="what a minimum, path or evaluation file holds")
+    i.add_argument("files", nargs="+")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    t = sub.add_parser("table", help="Table B.1 of a results folder")
+    t.add_argument("results_dir")
+    t.add_argument("--format", choices=["md", "csv", "tex"], default="md")
+    return parser
+
+
+COMMANDS = {"connect": _connect, "inspect": _inspect, "table": _table}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(None)
+    try:
+        return COMMANDS[args.command](args)
+    except NoBarriersError as exc:
+        print(f"nobarriers {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
