@@ -360,3 +360,53 @@ def test_endpoint_losses_choice_is_validated():
         AutoNEBConfig(endpoint_losses="sometimes")
     with pytest.raises(ConfigError, match="endpoint_batches: 0 is less than the minimum"):
         AutoNEBConfig(endpoint_losses="once", endpoint_batches=0)
+
+
+def test_climbing_image_converges_to_the_saddle_point_where_plain_autoneb_does_not():
+    """Mueller-Brown, the saddle from Newton's method: with climbing_cycles the highest pivot ends
+    on the saddle point (position and energy to 1e-5); plain AutoNEB's highest pivot stays beside
+    it, lower. The climber is the highest pivot after the last plain cycle."""
+    a = newton(muller_brown, torch.tensor([-0.558, 1.442]))
+    b = newton(muller_brown, torch.tensor([0.623, 0.028]))
+    s = newton(muller_brown, torch.tensor([-0.822, 0.624]))
+    true_saddle = float(muller_brown(s))
+    schedule = [Cycle(150, 2e-4)] * 3 + [Cycle(300, 2e-5)] * 2
+    highest = {}
+    for k in (0, 2):
+        config = analytic_config(
+            schedule=schedule, initial_pivots=4, insert_threshold=0.02, climbing_cycles=k
+        )
+        result = run_autoneb(FunctionEnergy(muller_brown, 2, mode="vmap"), a.float(), b.float(),
+                             config)  # fmt: skip
+        pivots = result.pivots.double()
+        energies = torch.stack([muller_brown(p) for p in pivots])
+        i = int(energies[1:-1].argmax()) + 1
+        highest[k] = (float((pivots[i] - s).norm()), float(energies[i]))
+        assert [h.climbing is not None for h in result.history] == [False] * (5 - k) + [True] * k
+        if k:
+            assert result.history[-1].climbing == i - 1  # the climber is the highest pivot
+    distance, energy = highest[2]
+    assert distance < 1e-5 and abs(energy - true_saddle) < 1e-5
+    plain_distance, plain_energy = highest[0]
+    assert plain_distance > 1e3 * distance and plain_energy < true_saddle - 0.1
+
+
+def test_climbing_needs_a_plain_cycle_first_and_resumes_bitwise(tmp_path):
+    with pytest.raises(ConfigError, match="climbing_cycles=2 needs a plain cycle"):
+        AutoNEBConfig(schedule=[Cycle(5, 0.1)] * 2, climbing_cycles=2)
+    config = AutoNEBConfig(**{**RESUME_CONFIG.to_dict(), "climbing_cycles": 1})
+    energy, start, end = tiny_problem()
+    full = run_autoneb(energy, start, end, config, seed=3)
+    state = tmp_path / "state.pt"
+
+    def stop_after_second(record):
+        if record.cycle == 2:
+            raise Interrupt
+
+    energy, start, end = tiny_problem()
+    with pytest.raises(Interrupt):
+        run_autoneb(energy, start, end, config, state, seed=3, on_cycle_end=stop_after_second)
+    energy, start, end = tiny_problem()
+    resumed = run_autoneb(energy, start, end, config, state, seed=3)
+    assert torch.equal(resumed.pivots, full.pivots)
+    assert resumed.history[-1].climbing == full.history[-1].climbing is not None

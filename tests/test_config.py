@@ -167,3 +167,15 @@ def test_every_float_spelling_is_a_number_and_non_numbers_are_refused(tmp_path):
                      f"results_dir={tmp_path / 'results'}", "recipes={digits: {lr: 1e-2}}",
                      "autoneb={weight_decay: 1E-4}", check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_a_climbing_option_on_a_too_short_schedule_is_refused_naming_the_key():
+    climbing = {"dataset": "digits", "arch": "mlp-8", "autoneb": {"climbing_cycles": 3}}
+    config = {"autoneb": {"schedule": [{"repeat": 3, "steps": 10, "lr": 0.1}]},
+              "rows": [{"dataset": "digits", "arch": "mlp-4"}, climbing]}  # fmt: skip
+    settings = WorkflowConfig(config)
+    assert settings.row("digits", "mlp-4")["autoneb"]["climbing_cycles"] == 0
+    with pytest.raises(
+        ConfigError, match=r"rows\[1\] \(digits/mlp-8\) autoneb: .*climbing_cycles=3"
+    ):
+        settings.row("digits", "mlp-8")

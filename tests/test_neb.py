@@ -242,3 +242,35 @@ def test_given_endpoint_losses_drive_the_outer_tangents():
         # gradient (1, 2); tau- = (1, 0) keeps the y-part, tau+ = (0, 1) keeps the x-part
         moved = torch.tensor([1.0, 0.0]) - 0.1 * torch.tensor([0.0, 2.0] if kept else [1.0, 0.0])
         assert torch.allclose(neb.pivots[1], moved, atol=1e-6)
+
+
+@pytest.mark.parametrize("climber", [0, 2, 3])
+def test_climbing_step_reverses_the_climbers_tangential_force(climber):
+    """One climbing step against its definition: the pivots before and after the climber are
+    redistributed on their own parts of the path (the climber stays where it is), every other
+    pivot's force loses its tangential part, the climber's has it reversed."""
+
+    def bumpy(p):
+        return (p**2).sum() + torch.sin(3 * p).sum() + p[0] * p[1]
+
+    energy = FunctionEnergy(bumpy, dim=5, mode="loop")
+    pivots = torch.randn(6, 5, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    weights = np.array([1.0, 2.0, 1.0, 1.5, 0.5])
+    c = climber + 1  # path index
+    left = redistribute(pivots[: c + 1], weights[:c]) if c > 1 else pivots[: c + 1]
+    right = redistribute(pivots[c:], weights[c:]) if pivots.shape[0] - c > 2 else pivots[c:]
+    moved = torch.cat([left, right[1:]])
+    assert torch.equal(moved[c], pivots[c])
+    losses, grads = energy.losses_and_grads(moved)
+    tau = tangents(moved, losses)
+    force = project(grads[1:-1], tau)
+    g = grads[c]
+    t = tau[c - 1]
+    force[c - 1] = g - 2 * (g @ t) * t  # tangents() are unit vectors
+    lr = 0.05
+    neb = NEBStep(energy, pivots, weights, lr=lr, climbing=climber,
+                  settings=NEBSettings(optimizer_kwargs={}, weight_decay=0.0))  # fmt: skip
+    neb.step()
+    assert torch.allclose(neb.pivots[1:-1], moved[1:-1] - lr * force, atol=1e-10)
+    with pytest.raises(ConfigError, match="climbing pivot 4"):
+        NEBStep(energy, pivots, weights, lr=lr, climbing=4)

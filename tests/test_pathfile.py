@@ -36,6 +36,7 @@ class FakeCycle:  # duck-types autoneb.CycleRecord
     saddle_loss: float
     inserted: list
     pivots: np.ndarray | None = None
+    climbing: int | None = None
 
 
 @dataclass
@@ -64,6 +65,7 @@ def make_result(rng, dim=50, n_interior=(3, 5, 7), keep=(False, True, False)):
                 saddle_loss=float(loss.max()),
                 inserted=[] if k == 0 else [1.3, 4.7],
                 pivots=rng.normal(size=(n + 2, dim)).astype(np.float32) if kp else None,
+                climbing=2 if k == len(n_interior) - 1 else None,
             )
         )
     n = n_interior[-1]
@@ -98,7 +100,7 @@ def test_path_round_trip(tmp_path):
     np.testing.assert_array_equal(rec.cycle_saddle_loss, [c.saddle_loss for c in res.history])
     assert len(rec.history) == len(res.history)
     for got, want in zip(rec.history, res.history, strict=True):
-        for name in ("cycle", "steps", "lr", "n_pivots", "saddle_loss", "inserted"):
+        for name in ("cycle", "steps", "lr", "n_pivots", "saddle_loss", "inserted", "climbing"):
             assert getattr(got, name) == getattr(want, name), name
         for name in ("t", "loss", "pivot_loss"):
             np.testing.assert_array_equal(getattr(got, name), getattr(want, name))

@@ -51,6 +51,7 @@ class CycleRecord:
     inserted: list[float]  # positions (in t of this evaluation) where pivots were inserted
     wall_s: float
     pivots: np.ndarray | None = None  # [N+2, D] only if keep_all_pivots
+    climbing: int | None = None  # interior index of the climbing pivot (climbing_cycles)
 
     def to_state(self) -> dict:
         d = asdict(self)
@@ -66,6 +67,17 @@ class CycleRecord:
             if d.get(key) is not None:
                 d[key] = d[key].numpy()
         return cls(**d)
+
+
+def climbing_pivot(record: CycleRecord) -> int:
+    """The climber of the next cycle: the interior pivot of highest loss on the path that
+    follows ``record``'s cycle -- its pivots and the ones inserted after it, whose losses the
+    dense evaluation measured at the points where they were inserted."""
+    points = [(float(i), float(loss)) for i, loss in enumerate(record.pivot_loss)]
+    for t in record.inserted:
+        points.append((float(t), float(record.loss[int(np.argmin(np.abs(record.t - t)))])))
+    losses = [loss for _, loss in sorted(points)][1:-1]
+    return int(np.argmax(losses))
 
 
 @dataclass
@@ -172,6 +184,10 @@ def run_autoneb(
         number = index + 1
         t0 = time.perf_counter()
         n_interior = pivots.shape[0] - 2
+        # climbing image in the last cycles; the climber is fixed for the whole cycle
+        climbing = (
+            climbing_pivot(history[-1]) if index >= n_cycles - config.climbing_cycles else None
+        )
         pivots, _ = run_neb(
             energy,
             pivots,
@@ -183,6 +199,7 @@ def run_autoneb(
             endpoint_losses=endpoint_losses,
             cycle=f"{number}/{n_cycles}",
             progress=progress,
+            climbing=climbing,
         )
         t, loss, pivot_loss, gap_loss = evaluate_dense(evaluate_fn, pivots, config.n_between)
         record_pivots = pivots.detach().cpu().numpy().copy() if config.keep_all_pivots else None
@@ -210,6 +227,7 @@ def run_autoneb(
             inserted=inserted,
             wall_s=time.perf_counter() - t0,
             pivots=record_pivots,
+            climbing=climbing,
         )
         history.append(record)
         # saved before it is reported: a 'done' line in a log means the cycle is on disk

@@ -128,11 +128,18 @@ class AutoNEBConfig:
     endpoint_batches: int = _DEFAULTS["endpoint_batches"]
     eval_subset: int | None = _DEFAULTS["eval_subset"]
     keep_all_pivots: bool = _DEFAULTS["keep_all_pivots"]
+    climbing_cycles: int = _DEFAULTS["climbing_cycles"]
 
     def __post_init__(self):
         self.schedule = parse_schedule(self.schedule)
         self.optimizer_kwargs = dict(self.optimizer_kwargs)
         _check(self, "AutoNEB config")
+        if self.climbing_cycles >= len(self.schedule):
+            raise ConfigError(
+                f"AutoNEB config: climbing_cycles={self.climbing_cycles} needs a plain cycle "
+                f"before the first climbing one (the climber is the highest pivot of a relaxed "
+                f"path), but the schedule has {len(self.schedule)} cycle(s)"
+            )
         if self.max_pivots < self.initial_pivots:
             raise ConfigError(
                 f"AutoNEB config: max_pivots={self.max_pivots} is below "

@@ -218,7 +218,10 @@ class WorkflowConfig:
         for where, layer in layers:
             autoneb.update(layer)
             sources.update({f"autoneb.{key}": where for key in layer})
-        algorithm, energy = split_autoneb(autoneb)
+        try:
+            algorithm, energy = split_autoneb(autoneb)
+        except ConfigError as err:
+            raise self._error(f"rows[{k}] ({dataset}/{arch}) autoneb: {err}") from None
         resolved = {
             "dataset": dataset,
             "arch": arch,

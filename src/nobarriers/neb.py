@@ -9,6 +9,12 @@ re-distribution; the geometry is :mod:`nobarriers.path_geometry`):
 3. compute the improved tangent of Henkelman & Jonsson (2000), eqs. 8-11;
 4. add the L2 decay to each gradient and remove its component along the tangent;
 5. take one optimiser step on the interior pivots.
+
+Climbing image (Henkelman, Uberuaga & Jonsson 2000; an option, not the paper's): one interior
+pivot, the climber, is left out of the redistribution -- the pivots on either side of it are
+redistributed on their own part of the path -- and its force has the tangential component
+reversed instead of removed (``f - 2 (f . tau) tau / |tau|^2``): it descends across the path and
+climbs along it, so it converges to the saddle point itself rather than sampling near it.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ class NEBStep:
         endpoint_losses: fixed losses of the two endpoints for the tangents (``None``: evaluate
             them on every step's batch, as the authors' code).
         cycle: label used in log lines and errors.
+        climbing: interior index (0-based) of the climbing pivot, or ``None`` (plain NEB).
     """
 
     def __init__(
@@ -70,6 +77,7 @@ class NEBStep:
         settings: NEBSettings | None = None,
         endpoint_losses: Tensor | None = None,
         cycle: int | str = "?",
+        climbing: int | None = None,
     ):
         if pivots.dim() != 2 or pivots.shape[0] < 3:
             raise ConfigError(f"NEB needs [N+2, D] pivots with N >= 1, got {tuple(pivots.shape)}")
@@ -95,6 +103,9 @@ class NEBStep:
             raise ConfigError(f"endpoint_losses must hold 2 values, got {endpoint_losses.shape}")
         self.endpoint_losses = endpoint_losses
         self.cycle = cycle
+        if climbing is not None and not 0 <= int(climbing) < n:
+            raise ConfigError(f"climbing pivot {climbing} is not one of the {n} interior pivots")
+        self.climbing = None if climbing is None else int(climbing)
         self.step_count = 0
         self.optimizer = make_optimizer(
             settings.optimizer, [self.interior], lr, settings.optimizer_kwargs
@@ -122,6 +133,26 @@ class NEBStep:
         ends = ends.to(losses)
         return torch.cat([ends[:1], losses, ends[1:]]), torch.cat([g for _, g in parts])
 
+    def _redistribute(self, path: Tensor, diff: Tensor, work: Tensor) -> None:
+        """Move the interior pivots to their target arc lengths on the current polyline; with a
+        climber, the pivots before and after it each on their own part of the path."""
+        parts = [(0, path.shape[0] - 1)]  # (first, last) path index of each part
+        if self.climbing is not None:
+            c = self.climbing + 1
+            parts = [(0, c), (c, path.shape[0] - 1)]
+        for first, last in parts:
+            if last - first < 2:  # no pivot between
+                continue
+            weights = self.target_weights[first:last]
+            where = _redistribution(_segment_lengths(diff[first:last]), weights)
+            if where is not None:
+                part, inner, scratch = (
+                    path[first : last + 1],
+                    path[first + 1 : last],
+                    work[first : last - 1],
+                )
+                _place_on_polyline(part, diff[first:last], *where, out=inner, work=scratch)
+
     def step(self, generator: torch.Generator | None = None) -> StepInfo:
         """Redistribute, evaluate, project and update once; raises :class:`DivergenceError`.
 
@@ -132,9 +163,7 @@ class NEBStep:
         path, diff, work = self._path, self._diff, self._work
         with torch.no_grad():
             torch.sub(path[1:], path[:-1], out=diff)
-            where = _redistribution(_segment_lengths(diff), self.target_weights)
-            if where is not None:
-                _place_on_polyline(path, diff, *where, out=self.interior, work=work)
+            self._redistribute(path, diff, work)
         all_losses, grads = self._evaluate(path, generator)
         with torch.no_grad():
             v = all_losses.detach().to(torch.float64).cpu().numpy()
@@ -149,6 +178,11 @@ class NEBStep:
             torch.sub(path[1:], path[:-1], out=diff)
             tau = _tangent_directions(diff, v, out=work)
             f_tau = project_(force, tau, diff)
+            if self.climbing is not None:  # reverse, not remove, the climber's tangential part
+                c = self.climbing
+                tau_tau = float(tau[c].dot(tau[c]))
+                if tau_tau > 0:
+                    force[c].add_(tau[c], alpha=-float(f_tau[c]) / tau_tau)
             if not np.isfinite(f_tau).all():
                 raise DivergenceError(
                     f"NEB diverged in cycle {self.cycle}, step {self.step_count}: "
@@ -171,12 +205,13 @@ def run_neb(
     endpoint_losses: Tensor | None = None,
     cycle: int | str = "?",
     progress: Progress | None = None,
+    climbing: int | None = None,
 ) -> tuple[Tensor, StepInfo | None]:
     """Run ``steps`` NEB steps (one cycle, fresh optimiser) and return the final path
     ``[N+2, D]`` (not redistributed after the last update, as in Algorithm 1) and the last step's
     info. ``progress`` is updated once per step with the cycle label and the highest pivot loss
-    of the step's batch."""
-    neb = NEBStep(energy, pivots, target_weights, lr, settings, endpoint_losses, cycle)
+    of the step's batch. ``climbing``: the climbing pivot (:class:`NEBStep`)."""
+    neb = NEBStep(energy, pivots, target_weights, lr, settings, endpoint_losses, cycle, climbing)
     info = None
     for _ in range(steps):
         info = neb.step(generator)

@@ -90,6 +90,7 @@ class PathCycle:
     saddle_loss: float
     inserted: list[float]
     pivots: np.ndarray | None = None
+    climbing: int | None = None  # interior index of the climbing pivot (climbing_cycles)
 
 
 @dataclass
@@ -340,6 +341,8 @@ def write_path(
             g.attrs["lr"] = float(rec.lr)
             g.attrs["n_pivots"] = int(rec.n_pivots)
             g.attrs["saddle_loss"] = float(rec.saddle_loss)
+            climbing = getattr(rec, "climbing", None)
+            g.attrs["climbing_pivot"] = -1 if climbing is None else int(climbing)
             for name in CYCLE_ARRAYS:
                 g.create_dataset(name, data=_to_numpy(getattr(rec, name), np.float64).reshape(-1))
             cyc_pivots = getattr(rec, "pivots", None)
@@ -545,6 +548,7 @@ def read_path(
             g = f["cycles"][name]
             _require(path, g, CYCLE_ARRAYS)
             _require_attrs(path, g, CYCLE_ATTRS)
+            climbing = int(g.attrs.get("climbing_pivot", -1))  # interior index, -1: none
             cycle_pivots = None
             if load_pivots and "pivots" in g:
                 cycle_pivots = g["pivots"][()]
@@ -562,6 +566,7 @@ def read_path(
                     saddle_loss=float(g.attrs["saddle_loss"]),
                     inserted=[float(x) for x in g["inserted"][()]],
                     pivots=cycle_pivots,
+                    climbing=None if climbing < 0 else climbing,
                 )
             )
         cycle_saddle = f["cycle_saddle_loss"][()]
