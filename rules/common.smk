@@ -214,9 +214,12 @@ ROW_FIGURES = [
 
 def row_outputs(dataset, arch):
     d = row_dir(dataset, arch)
+    names = ROW_FIGURES + ["fig1_slice"]
+    if SETTINGS.row(dataset, arch)["evaluation"]["ensemble_sizes"]:
+        names.append("ensembles")
     return [f"{d}/table_row.json", f"{d}/overlap/overlap.png"] + [
         f"{RESULTS}/figures/{dataset}/{arch}/{name}.{ext}"
-        for name in ROW_FIGURES + ["fig1_slice"]
+        for name in names
         for ext in ("png", "pdf")
     ]
 

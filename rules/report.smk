@@ -2,6 +2,7 @@ localrules:
     table_row,
     table_b1,
     row_figures,
+    ensemble_figure,
 
 
 rule table_row:
@@ -140,3 +141,34 @@ rule row_figures:
         cycles=config["figures"]["cycles"],
     script:
         "../workflow/scripts/row_figures.py"
+
+
+# Only requested when evaluation.ensemble_sizes is set (see row_outputs).
+rule ensemble_figure:
+    input:
+        mst=f"{RESULTS}/{{dataset}}/{{arch}}/{ROUNDS}/mst_paths.json",
+    output:
+        png=report(
+            f"{RESULTS}/figures/{{dataset}}/{{arch}}/ensembles.png",
+            caption="../report/ensembles.rst",
+            category="Figures per architecture",
+            subcategory="{dataset} {arch}",
+            labels={
+                "figure": "ensembles",
+                "dataset": "{dataset}",
+                "architecture": "{arch}",
+            },
+        ),
+        pdf=f"{RESULTS}/figures/{{dataset}}/{{arch}}/ensembles.pdf",
+    log:
+        f"{RESULTS}/logs/{{dataset}}/{{arch}}/ensemble_figure.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        runtime=10,
+        mem_mb=2000,
+    params:
+        row=row_settings("evaluation"),
+    script:
+        "../workflow/scripts/ensemble_figure.py"

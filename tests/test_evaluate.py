@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nobarriers.errors import ConfigError
 from nobarriers.evaluate import evaluate_line, evaluate_path, evaluate_point, saddle
 from nobarriers.points import evaluate_model, load_point, point_of, recompute_bn_statistics
 
@@ -270,3 +271,47 @@ def test_subset_noise_cannot_rank_a_pair_above_an_equal_one():
     w1 = saddle_curve(one_bn_net(), pivots, data, n_between=1, subset=8)["train_loss"].max()
     w2 = saddle_curve(one_bn_net(), pivots, data, n_between=1, subset=8)["train_loss"].max()
     assert w1 == w2
+
+
+def test_arc_positions_on_a_known_polyline():
+    from nobarriers.path_geometry import arc_positions
+
+    pivots = torch.tensor([[0.0, 0.0], [3.0, 0.0], [3.0, 4.0]])  # segments 3 and 4, length 7
+    t = arc_positions(pivots, [0.0, 3 / 7, 0.5, 1.0])
+    np.testing.assert_allclose(t, [0.0, 1.0, 1.125, 2.0], atol=1e-12)
+
+
+def test_path_ensembles_equal_a_hand_computation():
+    """Three pivots of a tiny BatchNorm-free net on four test samples: the K-model ensembles
+    (evenly spaced in arc length) against probabilities averaged by hand."""
+    from nobarriers.evaluate import path_ensembles
+    from nobarriers.models import build_model
+    from nobarriers.points import load_point
+
+    torch.manual_seed(0)
+    model = build_model("mlp-3", 3, (2,))
+    dim = sum(p.numel() for p in model.parameters())
+    pivots = torch.randn(3, dim)
+    pivots[2] = pivots[1] + (pivots[1] - pivots[0])  # two equal segments: t = 2 * fraction
+    x = torch.randn(4, 2)
+    y = torch.tensor([0, 1, 2, 1])
+    data = {"x_train": x, "y_train": y, "x_test": x, "y_test": y}
+
+    def probabilities(point):
+        load_point(model, point)
+        with torch.no_grad():
+            return torch.softmax(model(x).double(), dim=1)
+
+    def by_hand(fractions):
+        points = [pivots[0] + 2 * f * (pivots[1] - pivots[0]) if f <= 0.5 else
+                  pivots[1] + (2 * f - 1) * (pivots[2] - pivots[1]) for f in fractions]  # fmt: skip
+        mean = torch.stack([probabilities(p) for p in points]).mean(0)
+        return float((mean.argmax(1) != y).double().mean())
+
+    out = path_ensembles(model, pivots, data, [5, 3], batch_size=2)
+    assert out["sizes"].tolist() == [2, 3, 5]
+    expected = [by_hand(np.linspace(0, 1, k)) for k in (2, 3, 5)]
+    np.testing.assert_allclose(out["test_error"], expected, atol=1e-12)
+    np.testing.assert_allclose(out["endpoint_test_error"], [by_hand([0.0]), by_hand([1.0])])
+    with pytest.raises(ConfigError, match="ensemble sizes must be >= 2"):
+        path_ensembles(model, pivots, data, [1])

@@ -42,7 +42,7 @@ CONFIG = {
         "mode": "loop",
     },
     "exploration": {"max_paths": 3, "pairs_per_round": 2},
-    "evaluation": {"n_between": 2, "line_points": 3, "batch_size": 512},
+    "evaluation": {"n_between": 2, "line_points": 3, "batch_size": 512, "ensemble_sizes": [3]},
     "rows": [{"dataset": "digits", "arch": "mlp-4"}],
 }
 
@@ -188,6 +188,36 @@ def test_pair_table(chain):
     for r in rows:
         assert r["ultrametric_bound"] <= r["saddle_train_loss"] + 1e-12
         assert (r["dense_train_loss"] is None) == (not r["on_mst"])
+        assert (r["ensemble_path_test_error"] is None) == (not r["on_mst"])
+
+
+def test_ensembles_along_the_mst_paths(chain, tmp_path):
+    minima = {s: load_minimum(p) for s, p in zip(chain["row"]["seeds"], chain["minima"],
+                                                 strict=True)}  # fmt: skip
+    listing = MSTPathsRecord.read(chain["root"] / "mst_paths.json")
+    pairs = {(r["i"], r["j"]): r for r in read_pair_details(chain["root"] / "pairs.csv")}
+    path_errors, endpoint_errors = [], []
+    for f in listing.evaluated:
+        record = read_evaluation(f)
+        ens = record.ensembles
+        assert ens["sizes"].tolist() == [2, 3]  # K = 2 (the endpoints) always
+        a, b = record.endpoints
+        # each endpoint alone, exact BN, is the minimum's own test error
+        assert ens["endpoint_test_error"].tolist() == pytest.approx(
+            [minima[a].metrics["test_error"], minima[b].metrics["test_error"]], abs=1e-12
+        )
+        row = pairs[(a, b)]
+        assert row["ensemble_endpoints_test_error"] == ens["test_error"][0]
+        assert row["ensemble_size"] == 3 and row["ensemble_path_test_error"] == ens["test_error"][1]
+        path_errors.append(ens["test_error"][1])
+        endpoint_errors.append(ens["test_error"][0])
+    table_row = TableRow.read(chain["root"] / "table_row.json")
+    assert table_row.ensemble_size == 3
+    assert table_row.ensemble_path_test_error == pytest.approx(np.mean(path_errors))
+    assert table_row.ensemble_endpoints_test_error == pytest.approx(np.mean(endpoint_errors))
+    png, pdf = tmp_path / "e.png", tmp_path / "e.pdf"
+    report.ensemble_figure_job(chain["eval_settings"], chain["root"] / "mst_paths.json", png, pdf)
+    assert png.stat().st_size > 0 and pdf.read_bytes()[:5] == b"%PDF-"
 
 
 def test_table_b1_and_figures(chain, tmp_path):

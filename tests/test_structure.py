@@ -14,12 +14,12 @@ PACKAGE = ROOT / "src" / "nobarriers"
 
 #: the layers, lowest first: a module may import its own layer or lower ones only
 LAYERS = [
-    ["errors", "version", "provenance", "atomic", "progress", "metrics"],
+    ["errors", "version", "provenance", "atomic", "progress", "metrics", "results_lock"],
     ["schema", "model_names", "autoneb_config", "recipes", "config"],
     ["runtime", "points", "path_geometry", "data", "models"],
     ["formats"],
     ["energy", "linear_chain", "model_energy", "optim", "neb", "insertion", "autoneb",
-     "evaluate", "landscape", "overlap", "train"],
+     "evaluate", "landscape", "overlap", "train", "alignment"],
     ["report"],
     ["stages"],
     ["cli", "__init__"],

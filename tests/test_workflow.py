@@ -145,7 +145,7 @@ def test_tiny_workflow_end_to_end(tmp_path):
     figures = list((results / "figures").rglob("*.png")) + list(
         (results / "figures").rglob("*.pdf")
     )
-    assert len(figures) == 2 * 7  # Figure 5 + six figures of the row, PNG and PDF
+    assert len(figures) == 2 * 8  # Figure 5 + seven figures of the row (ensembles too), PNG, PDF
     for figure in figures + [row_dir / "overlap" / "overlap.png"]:
         assert_image(figure)
     logs = list((results / "logs").rglob("*.log"))

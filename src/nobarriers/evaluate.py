@@ -21,12 +21,13 @@ from torch import Tensor, nn
 from .data import seeded_subset
 from .errors import ConfigError
 from .metrics import METRICS
-from .path_geometry import dense_positions, point_at
+from .path_geometry import arc_positions, dense_positions, point_at
 from .points import (
     device_of,
     evaluate_model,
     has_batchnorm,
     load_point,
+    predict_probabilities,
     recompute_bn_statistics,
 )
 from .progress import Progress
@@ -196,3 +197,44 @@ def saddle(evaluation: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
             k = int(np.argmax(values))
             result[name] = {"value": float(values[k]), "t": float(evaluation["t"][k])}
     return result
+
+
+def path_ensembles(
+    model: nn.Module,
+    pivots: Tensor,
+    data,
+    sizes,
+    batch_size: int = 512,
+    progress: Progress | None = None,
+) -> dict[str, np.ndarray]:
+    """Test error of ensembles along a path (Garipov et al. 2018): for each ``K`` in ``sizes``
+    the K models evenly spaced in arc length from one end of the path to the other (K = 2: the
+    two endpoints), each with its exact BatchNorm statistics, their predicted probabilities
+    averaged. Returns ``sizes`` (ascending, always with 2), ``test_error`` (one per size) and
+    ``endpoint_test_error`` (each endpoint alone, ``[2]``). Models shared by several sizes are
+    evaluated once."""
+    sizes = sorted({int(k) for k in sizes} | {2})
+    if min(sizes) < 2:
+        raise ConfigError(f"ensemble sizes must be >= 2 (K = 2: the endpoints), got {sizes}")
+    x_train, _, x_test, y_test = _unpack(data)
+    members = {k: np.linspace(0.0, 1.0, k) for k in sizes}
+    fractions = np.unique(np.concatenate([np.round(f, 12) for f in members.values()]))
+    probabilities = {}
+    for fraction, t in zip(fractions, arc_positions(pivots, fractions), strict=True):
+        load_point(model, point_at(pivots, float(t)).to(device_of(model)))
+        if has_batchnorm(model):
+            recompute_bn_statistics(model, x_train, batch_size)
+        probabilities[float(fraction)] = predict_probabilities(model, x_test, batch_size)
+        if progress is not None:
+            progress.update()
+    labels = y_test.cpu()
+
+    def error(fractions) -> float:
+        mean = torch.stack([probabilities[float(np.round(f, 12))] for f in fractions]).mean(0)
+        return float((mean.argmax(dim=1) != labels).double().mean())
+
+    return {
+        "sizes": np.asarray(sizes, dtype=np.int64),
+        "test_error": np.asarray([error(members[k]) for k in sizes], dtype=np.float64),
+        "endpoint_test_error": np.asarray([error([0.0]), error([1.0])], dtype=np.float64),
+    }

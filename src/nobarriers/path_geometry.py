@@ -28,22 +28,25 @@ def _segment_lengths(diff: Tensor) -> np.ndarray:
     return torch.linalg.vector_norm(diff, dim=1).double().cpu().numpy()
 
 
+def _locate(seg: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Segment index ``k`` and fraction ``frac`` of the points at arc ``lengths`` along the
+    polyline with segment lengths ``seg`` (zero-length segments are skipped)."""
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    k = np.clip(np.searchsorted(cum, lengths, side="right") - 1, 0, len(seg) - 1)
+    seg_k = seg[k]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(seg_k > 0, (lengths - cum[k]) / np.maximum(seg_k, 1e-300), 0.0)
+    return k, np.clip(frac, 0.0, 1.0)
+
+
 def _redistribution(seg: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Segment index ``k`` [N] and fraction ``frac`` [N] of each redistributed interior pivot on
     the polyline with segment lengths ``seg`` [N+1] (arc lengths accumulated in float64 on the
     host). ``None``: the polyline has zero length."""
-    n = seg.shape[0] + 1
-    cum = np.concatenate([[0.0], np.cumsum(seg)])  # [N+2]
-    total = cum[-1]
+    total = float(seg.sum())
     if not total > 0:
         return None
-    targets = (np.cumsum(weights)[:-1] / weights.sum()) * total  # [N] arc length of the pivots
-    # segment k with cum[k] <= target < cum[k+1] (zero-length segments are skipped)
-    k = np.clip(np.searchsorted(cum, targets, side="right") - 1, 0, n - 2)
-    seg_k = seg[k]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        frac = np.where(seg_k > 0, (targets - cum[k]) / np.maximum(seg_k, 1e-300), 0.0)
-    return k, np.clip(frac, 0.0, 1.0)
+    return _locate(seg, (np.cumsum(weights)[:-1] / weights.sum()) * total)
 
 
 #: paths with more elements ([N, D]) than this are updated row by row with fused operations
@@ -257,6 +260,19 @@ def point_at(pivots: Tensor, t: float) -> Tensor:
     if alpha == 1.0:
         return pivots[i + 1]
     return pivots[i] * (1.0 - alpha) + pivots[i + 1] * alpha
+
+
+def arc_positions(pivots: Tensor, fractions) -> np.ndarray:
+    """Positions ``t`` (pivot index + chord fraction) of the points at the given fractions
+    (0..1) of the path's Euclidean arc length: evenly spread points along a path."""
+    seg = _segment_lengths(pivots[1:] - pivots[:-1])
+    fractions = np.asarray(fractions, dtype=np.float64)
+    if not ((fractions >= 0) & (fractions <= 1)).all():
+        raise ConfigError(f"arc fractions must lie in [0, 1], got {fractions.tolist()}")
+    if not seg.sum() > 0:
+        return fractions * (pivots.shape[0] - 1)
+    k, frac = _locate(seg, fractions * seg.sum())
+    return k + frac
 
 
 def initial_path(start: Tensor, end: Tensor, n_interior: int) -> Tensor:

@@ -173,3 +173,19 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> d
         model.train(was_training)
     n = y.shape[0]
     return {"loss": total_loss / n, "error": wrong / n, "predictions": torch.cat(preds)}
+
+
+def predict_probabilities(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
+    """Softmax class probabilities ``[n, classes]`` (float64, CPU) of ``model`` in eval mode:
+    what an ensemble averages."""
+    device = device_of(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            parts = [
+                F.softmax(model(xb.to(device)).double(), dim=1).cpu() for xb in x.split(batch_size)
+            ]
+    finally:
+        model.train(was_training)
+    return torch.cat(parts)

@@ -125,6 +125,7 @@ class EvaluationRecord:
     line: dict[str, np.ndarray]  # same for the straight segment ({} if not stored)
     saddles: dict[str, float]  # max of each dense metric
     line_saddles: dict[str, float]
+    ensembles: dict[str, np.ndarray] | None  # sizes, test_error, endpoint_test_error (or None)
     config: dict
     config_hash: str
     seed: int
@@ -368,13 +369,16 @@ def write_evaluation(
     arch: str,
     config_hash: str,
     extra_attrs: Mapping | None = None,
+    ensembles: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the dense evaluation of a path (and of the straight segment) atomically.
 
     ``dense`` / ``line``: ``{"t": [M], metric: [M], ...}`` as returned by
     ``evaluate.evaluate_path`` / ``evaluate_line`` (usually :data:`nobarriers.metrics.METRICS`);
     ``line`` may be None. Each curve is stored float64; the maximum of every metric is stored as
-    the group attribute ``saddle_<metric>``.
+    the group attribute ``saddle_<metric>``. ``ensembles``: ``evaluate.path_ensembles``'s
+    arrays (``sizes``, ``test_error``, ``endpoint_test_error``), stored in the group
+    ``/ensembles`` (absent when not measured).
     """
     filename = Path(filename)
     groups = {"dense": dense, "line": line}
@@ -412,6 +416,11 @@ def write_evaluation(
                 g.create_dataset(k, data=v)
                 if k != "t":
                     g.attrs[f"saddle_{k}"] = float(np.max(v)) if v.size else math.nan
+        if ensembles is not None:
+            g = f.create_group("ensembles")
+            g.create_dataset("sizes", data=np.asarray(ensembles["sizes"], dtype=np.int64))
+            for k in ("test_error", "endpoint_test_error"):
+                g.create_dataset(k, data=_to_numpy(ensembles[k], np.float64).reshape(-1))
         _seal(f)
     return filename
 
@@ -614,7 +623,18 @@ def read_evaluation(
         common = _common(path, f, expect_endpoints)
         dense, saddles = _read_curves(path, f["dense"])
         line, line_saddles = _read_curves(path, f["line"]) if "line" in f else ({}, {})
+        ensembles = None
+        if "ensembles" in f:
+            _require(path, f["ensembles"], ("sizes", "test_error", "endpoint_test_error"))
+            ensembles = {k: v[()] for k, v in f["ensembles"].items()}
+            if ensembles["sizes"].shape != ensembles["test_error"].shape:
+                raise FileFormatError(f"{path}: /ensembles sizes and test_error differ in length")
         _check_seal(path, f)
         return EvaluationRecord(
-            dense=dense, line=line, saddles=saddles, line_saddles=line_saddles, **common
+            dense=dense,
+            line=line,
+            saddles=saddles,
+            line_saddles=line_saddles,
+            ensembles=ensembles,
+            **common,
         )

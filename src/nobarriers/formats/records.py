@@ -231,6 +231,11 @@ class TableRow(_Record):
     n_edges_sadd_below_min: int
     n_overlap_flagged: int
     config_hash: str | None
+    # ensembles along the MST paths (evaluation.ensemble_sizes; CSV only, None when off): the
+    # largest K, and the mean over MST edges of its test error and of the endpoints' (K = 2)
+    ensemble_size: int | None = None
+    ensemble_path_test_error: float | None = None
+    ensemble_endpoints_test_error: float | None = None
 
 
 #: the columns of Table B.1, in the table's order

@@ -35,6 +35,11 @@ PAIR_DETAIL_COLUMNS = [
     "linear_train_error",
     "linear_test_loss",
     "linear_test_error",
+    "endpoint_i_test_error",
+    "endpoint_j_test_error",
+    "ensemble_endpoints_test_error",
+    "ensemble_size",
+    "ensemble_path_test_error",
     "config_hash",
 ]
 
@@ -42,6 +47,7 @@ _PAIR_TYPES = {
     **{c: "str" for c in ("dataset", "architecture", "config_hash")},
     "i": "int",
     "j": "int",
+    "ensemble_size": "int",
     "on_mst": "bool",
 }
 
@@ -70,6 +76,7 @@ def pair_details(
     estimates: Mapping[tuple, float] | None = None,
     dense: Mapping[tuple, Mapping] | None = None,
     linear: Mapping[tuple, Mapping] | None = None,
+    ensembles: Mapping[tuple, Mapping | None] | None = None,
     config_hash: str | None = None,
 ) -> list[dict]:
     """One row per computed path (columns: ``PAIR_DETAIL_COLUMNS``), sorted by pair.
@@ -81,7 +88,9 @@ def pair_details(
     ``landscape.ultrametric_bounds``;
     ``dense[(i, j)]`` / ``linear[(i, j)]``: the maxima
     ``{train_loss, train_error, test_loss, test_error}`` along the densely evaluated path / the
-    straight segment (MST edges only, or any pair that has them). Missing values stay empty.
+    straight segment (MST edges only, or any pair that has them); ``ensembles[(i, j)]``: the
+    path's ensembles (``evaluate.path_ensembles``: each endpoint alone, K = 2 and the largest
+    K). Missing values stay empty.
     """
     on_mst = {_pair((a, b)) for a, b, _ in mst_edges}
     nodes, matrix = bounds
@@ -109,8 +118,21 @@ def pair_details(
             for metric in METRICS:
                 v = None if values is None else field_of(values, metric)
                 row[f"{prefix}_{metric}"] = None if v is None else float(v)
+        row.update(_ensemble_columns(_lookup(ensembles, key)))
         rows.append(row)
     return rows
+
+
+def _ensemble_columns(ensembles: Mapping | None) -> dict:
+    columns = ("endpoint_i_test_error", "endpoint_j_test_error", "ensemble_endpoints_test_error",
+               "ensemble_size", "ensemble_path_test_error")  # fmt: skip
+    if ensembles is None:
+        return dict.fromkeys(columns)
+    sizes = [int(k) for k in ensembles["sizes"]]
+    error = dict(zip(sizes, (float(e) for e in ensembles["test_error"]), strict=True))
+    i_alone, j_alone = (float(e) for e in ensembles["endpoint_test_error"])
+    return dict(zip(columns, (i_alone, j_alone, error[2], max(sizes), error[max(sizes)]),
+                    strict=True))  # fmt: skip
 
 
 def write_pair_details(rows: Sequence[Mapping], csv_path) -> None:

@@ -1,11 +1,12 @@
 """Figures of one path: Figure 4 (loss along the path during AutoNEB), Figure 7 (parameters
-along the path) and the Figure 1-style slice (the loss on the plane through both minima)."""
+along the path), the Figure 1-style slice (the loss on the plane through both minima), and the
+ensembles along a row's MST paths."""
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 import numpy as np
@@ -13,8 +14,8 @@ from matplotlib.colors import LogNorm, Normalize
 
 from ..errors import ConfigError
 from .learning_curves import field_of
+from .style import TEST_COLOR, save_figure, source_note
 from .style import new_figure as _figure
-from .style import save_figure, source_note
 from .style import styled as _styled
 
 log = logging.getLogger("nobarriers")
@@ -351,4 +352,36 @@ def plot_plane_slice(
         ax2.legend(fontsize=8)
         ax2.set_title("loss along the connections", fontsize=10)
     fig.suptitle(title)
+    return save_figure(fig, png, pdf, source_note(config_hash))
+
+
+# --------------------------------------------------------------------------- ensembles
+
+
+@_styled
+def plot_path_ensembles(curves: Mapping[tuple, Mapping], png, pdf, title: str, config_hash=None):
+    """Test error (%) of the ensemble of K models along each MST path vs K (K = 2: the two
+    endpoints), the mean over the paths, and the mean of the endpoints alone for reference.
+    ``curves[(a, b)]``: ``evaluate.path_ensembles``'s arrays of the path a-b."""
+    if not curves:
+        raise ConfigError(f"{png}: no ensembles to plot (evaluation.ensemble_sizes is empty?)")
+    fig = _figure(6.0, 4.2)
+    ax = fig.subplots()
+    sizes = np.asarray(next(iter(curves.values()))["sizes"])
+    errors = []
+    for _, curve in sorted(curves.items()):
+        ax.plot(curve["sizes"], 100 * np.asarray(curve["test_error"]), color="0.7", lw=1,
+                marker=".", label="one MST path" if not errors else None)  # fmt: skip
+        errors.append(np.asarray(curve["test_error"]))
+    if all(len(e) == len(sizes) for e in errors):
+        ax.plot(sizes, 100 * np.mean(errors, axis=0), color=TEST_COLOR, lw=2.5, marker="o",
+                label=f"mean over {len(errors)} MST paths")  # fmt: skip
+    alone = 100 * np.mean([np.mean(c["endpoint_test_error"]) for c in curves.values()])
+    ax.axhline(alone, color="0.3", ls="--", lw=1, label=f"one minimum alone (mean {alone:.2f}%)")
+    ax.set_xticks(sizes)
+    ax.set_xlabel("K, models evenly spaced along the path (K = 2: the two endpoints)")
+    ax.set_ylabel("test error of the ensemble (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return save_figure(fig, png, pdf, source_note(config_hash))

@@ -190,7 +190,7 @@ def table_b1_row(
         if row[mean_key] > 0:
             rel.append(row[std_key] / row[mean_key])
     row["max_rel_std"] = max(rel) if rel else 0.0
-    return TableRow(**{c: row[c] for c in TABLE_B1_COLUMNS})
+    return TableRow(**{c: row[c] for c in TABLE_B1_COLUMNS if c in row})
 
 
 def check_config_hashes(rows: Sequence[Mapping], expected: Mapping | None = None) -> None:
@@ -377,7 +377,7 @@ def format_table_b1_latex(rows: Sequence) -> str:
 
 _TABLE_TYPES = {
     **{c: "int" for c in ("epoch", "epochs_total", "n_minima", "n_edges", "n_paths",
-                          "n_edges_sadd_below_min", "n_overlap_flagged")},
+                          "n_edges_sadd_below_min", "n_overlap_flagged", "ensemble_size")},
     **{c: "str" for c in ("dataset", "architecture", "config_hash")},
     "epoch_in_last_phase": "bool",
 }  # fmt: skip

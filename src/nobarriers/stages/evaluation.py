@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..config import stage_hash
-from ..evaluate import evaluate_line, evaluate_path, evaluate_point
+from ..evaluate import evaluate_line, evaluate_path, evaluate_point, path_ensembles
 from ..formats.pathfile import read_path, write_evaluation
 from ..formats.records import LandscapeRecord, MSTPathsRecord
 from ..models import build_model
@@ -32,7 +32,10 @@ def evaluate_path_job(row: dict, path_file, out_path, runtime: JobRuntime) -> No
     settings = row["evaluation"]
     pivots = torch.from_numpy(record.pivots).to(chosen)
     n_dense = len(dense_positions(pivots.shape[0], settings["n_between"]))
-    progress = Progress(n_dense + settings["line_points"], "evaluate point")
+    sizes = settings["ensemble_sizes"]
+    members = {round(f, 12) for k in {*sizes, 2} for f in np.linspace(0, 1, k)} if sizes else ()
+    n_members = len(members)
+    progress = Progress(n_dense + settings["line_points"] + n_members, "evaluate point")
     dense = evaluate_path(
         model,
         pivots,
@@ -50,10 +53,25 @@ def evaluate_path_job(row: dict, path_file, out_path, runtime: JobRuntime) -> No
         batch_size=settings["batch_size"],
         progress=progress,
     )
+    ensembles = None
+    if sizes:
+        ensembles = path_ensembles(
+            model, pivots, data, sizes, batch_size=settings["batch_size"], progress=progress
+        )
+        log.info(
+            "path %s: ensembles along the path, test error %s (endpoints alone %s)",
+            path_file,
+            ", ".join(
+                f"K={k} {e:.4g}"
+                for k, e in zip(ensembles["sizes"], ensembles["test_error"], strict=True)
+            ),
+            " / ".join(f"{e:.4g}" for e in ensembles["endpoint_test_error"]),
+        )
     write_evaluation(
         out_path,
         dense,
         line,
+        ensembles=ensembles,
         endpoints=record.endpoints,
         config=row,
         seed=record.seed,

@@ -3,6 +3,7 @@ figures of one row (rules/report.smk). Torch-free."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -48,6 +49,15 @@ def table_row_job(
         n_overlap_flagged=flagged,
         config_hash=config_hash,
     )
+    measured = [evaluations[(a, b)].ensembles for a, b, _ in landscape.mst]
+    if all(m is not None for m in measured):  # the row's summary: mean over the MST edges
+        largest = int(max(measured[0]["sizes"]))
+        table_row = dataclasses.replace(
+            table_row,
+            ensemble_size=largest,
+            ensemble_path_test_error=float(np.mean([m["test_error"][-1] for m in measured])),
+            ensemble_endpoints_test_error=float(np.mean([m["test_error"][0] for m in measured])),
+        )
     table_row.write(out_row_json)
     details = pair_details(
         row["dataset"],
@@ -59,6 +69,7 @@ def table_row_job(
         estimates=landscape.autoneb_saddle,
         dense={pair: rec.saddles for pair, rec in evaluations.items()},
         linear={pair: rec.line_saddles for pair, rec in evaluations.items()},
+        ensembles={pair: rec.ensembles for pair, rec in evaluations.items()},
         config_hash=config_hash,
     )
     write_pair_details(details, out_pairs_csv)
@@ -162,3 +173,15 @@ def row_figures_job(
         f"{label}: disconnectivity graph",
         config_hash=config_hash,
     )
+
+
+def ensemble_figure_job(row: dict, mst_json, png, pdf) -> None:
+    """Test error of the ensembles along the row's MST paths vs K (evaluation.ensemble_sizes).
+    ``row``: the row's ``evaluation`` stage settings."""
+    evaluations = evaluations_of(MSTPathsRecord.read(mst_json).evaluated, row)
+    curves = {pair: rec.ensembles for pair, rec in evaluations.items() if rec.ensembles}
+    label = f"{dataset_label(row['dataset'])} {arch_label(row['arch'])}"
+    path_figures.plot_path_ensembles(
+        curves, png, pdf, f"{label}: ensembles along the MST paths",
+        config_hash=stage_hash(row, "evaluation"),
+    )  # fmt: skip
