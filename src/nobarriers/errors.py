@@ -19,3 +19,7 @@ class DivergenceError(NoBarriersError):
 
 class DeviceError(NoBarriersError):
     """A job cannot get the device it was configured or granted (a GPU it does not see)."""
+
+
+class AlignmentError(NoBarriersError):
+    """A model whose neurons cannot be matched, or a permutation that changes its function."""
