@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 CORES ?= 2
 
-.PHONY: venv demo test test-fast lint format bench slurm-profile clean-results
+.PHONY: venv demo test test-fast lint format bench clean-results
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## make demo: run the embedded default (digits, four MLPs, ten minima each) on $(CORES) cores.
+## make demo: run the embedded default (digits: two MLPs and a BatchNorm CNN, ten minima each) on $(CORES) cores.
 demo: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) --rerun-incomplete
 	@echo "Table B.1: results/table_b1.md   figures: results/figures/"

@@ -195,6 +195,16 @@ def evaluated_mst_paths(wildcards):
     ]
 
 
+def aligned_mst_paths(wildcards):
+    """The aligned paths of the MST edges (alignment: weight_matching), or none."""
+    if SETTINGS.row(wildcards.dataset, wildcards.arch)["alignment"] == "none":
+        return []
+    return [
+        f"{row_dir(wildcards.dataset, wildcards.arch)}/aligned/{a}-{b}.h5"
+        for a, b in mst_edges(wildcards)
+    ]
+
+
 def expected_table_hashes(wildcards):
     """Config hash (evaluation stage) of every selected row: the table refuses other results."""
     return {
@@ -217,6 +227,8 @@ def row_outputs(dataset, arch):
     names = ROW_FIGURES + ["fig1_slice"]
     if SETTINGS.row(dataset, arch)["evaluation"]["ensemble_sizes"]:
         names.append("ensembles")
+    if SETTINGS.row(dataset, arch)["alignment"] != "none":
+        names.append("alignment")
     return [f"{d}/table_row.json", f"{d}/overlap/overlap.png"] + [
         f"{RESULTS}/figures/{dataset}/{arch}/{name}.{ext}"
         for name in names
@@ -255,5 +267,5 @@ def stored_files(wildcards):
             files += [path_file(row, pair) for pair in pairs]
             r += 1
         files += [f"{d}/{ROUNDS}/landscape.json", f"{d}/{ROUNDS}/mst_paths.json"]
-        files += [f"{d}/pairs.csv", *evaluated_mst_paths(row)]
+        files += [f"{d}/pairs.csv", *evaluated_mst_paths(row), *aligned_mst_paths(row)]
     return files

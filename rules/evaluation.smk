@@ -34,6 +34,7 @@ rule mst_paths:
         landscape=f"{RESULTS}/{{dataset}}/{{arch}}/{ROUNDS}/landscape.json",
         evaluated=evaluated_mst_paths,
         paths=mst_path_files,
+        aligned=aligned_mst_paths,
     output:
         f"{RESULTS}/{{dataset}}/{{arch}}/{ROUNDS}/mst_paths.json",
     log:

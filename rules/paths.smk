@@ -24,3 +24,31 @@ rule autoneb_path:
         cycle_times=f"{RESULTS}/benchmarks/{{dataset}}/{{arch}}/paths/{{a}}-{{b}}.cycles.tsv",
     script:
         "../workflow/scripts/autoneb_path.py"
+
+
+# alignment: weight_matching -- the MST edges' paths after permutation alignment (stored_files,
+# mst_paths); the raw paths above stay the paper's.
+rule aligned_path:
+    input:
+        dataset=f"{RESULTS}/data/{{dataset}}.json",
+        a=f"{RESULTS}/{{dataset}}/{{arch}}/minima/{{a}}.safetensors",
+        b=f"{RESULTS}/{{dataset}}/{{arch}}/minima/{{b}}.safetensors",
+    output:
+        f"{RESULTS}/{{dataset}}/{{arch}}/aligned/{{a}}-{{b}}.h5",
+    log:
+        f"{RESULTS}/logs/{{dataset}}/{{arch}}/aligned/{{a}}-{{b}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{dataset}}/{{arch}}/aligned/{{a}}-{{b}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]["autoneb"]
+    resources:
+        **device_resources(),
+        runtime=job_runtime("autoneb_path"),
+        mem_mb=job_memory("autoneb_path"),
+    params:
+        row=row_settings("aligned"),
+        state=f"{RESULTS}/{{dataset}}/{{arch}}/aligned/{{a}}-{{b}}.state.pt",
+        cycle_times=f"{RESULTS}/benchmarks/{{dataset}}/{{arch}}/aligned/{{a}}-{{b}}.cycles.tsv",
+    script:
+        "../workflow/scripts/aligned_path.py"

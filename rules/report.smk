@@ -3,6 +3,7 @@ localrules:
     table_b1,
     row_figures,
     ensemble_figure,
+    alignment_figure,
 
 
 rule table_row:
@@ -23,7 +24,7 @@ rule table_row:
         runtime=10,
         mem_mb=2000,
     params:
-        row=row_settings("evaluation"),
+        row=row_settings("report"),
     script:
         "../workflow/scripts/table_row.py"
 
@@ -172,3 +173,34 @@ rule ensemble_figure:
         row=row_settings("evaluation"),
     script:
         "../workflow/scripts/ensemble_figure.py"
+
+
+# Only requested when a row's alignment is weight_matching (see row_outputs).
+rule alignment_figure:
+    input:
+        mst=f"{RESULTS}/{{dataset}}/{{arch}}/{ROUNDS}/mst_paths.json",
+    output:
+        png=report(
+            f"{RESULTS}/figures/{{dataset}}/{{arch}}/alignment.png",
+            caption="../report/alignment.rst",
+            category="Figures per architecture",
+            subcategory="{dataset} {arch}",
+            labels={
+                "figure": "alignment",
+                "dataset": "{dataset}",
+                "architecture": "{arch}",
+            },
+        ),
+        pdf=f"{RESULTS}/figures/{{dataset}}/{{arch}}/alignment.pdf",
+    log:
+        f"{RESULTS}/logs/{{dataset}}/{{arch}}/alignment_figure.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        runtime=10,
+        mem_mb=2000,
+    params:
+        row=row_settings("report"),
+    script:
+        "../workflow/scripts/alignment_figure.py"

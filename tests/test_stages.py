@@ -43,6 +43,7 @@ CONFIG = {
     },
     "exploration": {"max_paths": 3, "pairs_per_round": 2},
     "evaluation": {"n_between": 2, "line_points": 3, "batch_size": 512, "ensemble_sizes": [3]},
+    "alignment": "weight_matching",
     "rows": [{"dataset": "digits", "arch": "mlp-4"}],
 }
 
@@ -96,12 +97,21 @@ def chain(tmp_path_factory):
                                      runtime)  # fmt: skip
         evaluated.append(target)
     mst_files = [root / "paths" / f"{a}-{b}.h5" for a, b in out["landscape"].mst_pairs]
-    evaluation.mst_paths_job(evaluated, mst_files, root / "mst_paths.json")
+    aligned = []
+    for a, b in out["landscape"].mst_pairs:
+        target = root / "aligned" / f"{a}-{b}.h5"
+        paths.aligned_path_job(stage_settings(row, "aligned"), minima_paths[a], minima_paths[b],
+                               target, root / "aligned" / f"{a}-{b}.state.pt", runtime)  # fmt: skip
+        aligned.append(target)
+    out["aligned"] = aligned
+    evaluation.mst_paths_job(evaluated, mst_files, root / "mst_paths.json", aligned)
+    report_settings = stage_settings(row, "report")
     out["table_row"] = report.table_row_job(
-        eval_settings, minima_paths, root / "landscape.json", root / "mst_paths.json",
+        report_settings, minima_paths, root / "landscape.json", root / "mst_paths.json",
         ov["csv"], root / "table_row.json", root / "pairs.csv",
     )  # fmt: skip
     out["eval_settings"] = eval_settings
+    out["report_settings"] = report_settings
     return out
 
 
@@ -286,3 +296,46 @@ def test_bookkeeping_jobs_never_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_aligned_mst_paths_beside_the_raw_ones(chain, tmp_path):
+    """alignment: weight_matching: every MST edge also has an aligned path (b's neurons permuted
+    to a's, same function), recorded with the alignment; pairs.csv and the table row report raw
+    and aligned side by side; the raw landscape is untouched."""
+    rows = {(r["i"], r["j"]): r for r in read_pair_details(chain["root"] / "pairs.csv")}
+    expected = stage_hash(chain["row"], "aligned")
+    aligned_saddles, raw_lines, aligned_lines = [], [], []
+    for f in chain["aligned"]:
+        record = read_path(f, expect_config_hash=expected)
+        a, b = record.endpoints
+        raw = read_path(chain["root"] / "paths" / f"{a}-{b}.h5")
+        attrs = record.attrs
+        assert attrs["alignment"] == "weight_matching" and attrs["alignment_sweeps"] >= 1
+        assert attrs["alignment_distance_after"] <= attrs["alignment_distance_before"]
+        assert attrs["alignment_max_output_diff"] < 1e-4  # the same function
+        # same start; the end is b's permuted twin: the same distance from a as aligned says
+        np.testing.assert_array_equal(record.pivots[0], raw.pivots[0])
+        end_distance = float(
+            np.linalg.norm(record.pivots[-1].astype(np.float64) - record.pivots[0])
+        )
+        assert end_distance == pytest.approx(attrs["alignment_distance_after"], rel=1e-5)
+        row = rows[(a, b)]
+        assert row["aligned_saddle_train_loss"] == record.saddle_loss
+        assert row["aligned_n_pivots"] == record.pivots.shape[0] - 2
+        assert row["n_pivots"] == raw.pivots.shape[0] - 2
+        assert row["aligned_line_train_loss"] == attrs["aligned_line_saddle_loss"]
+        assert row["path_length"] == pytest.approx(report.path_length(raw.pivots), rel=1e-12)
+        aligned_saddles.append(record.saddle_loss)
+        raw_lines.append(attrs["raw_line_saddle_loss"])
+        aligned_lines.append(attrs["aligned_line_saddle_loss"])
+    table_row = TableRow.read(chain["root"] / "table_row.json")
+    assert table_row.alignment_aligned_saddle == pytest.approx(np.mean(aligned_saddles))
+    assert table_row.alignment_raw_line == pytest.approx(np.mean(raw_lines))
+    assert table_row.alignment_aligned_line == pytest.approx(np.mean(aligned_lines))
+    listing = MSTPathsRecord.read(chain["root"] / "mst_paths.json")
+    dense = [read_evaluation(f).saddles["train_loss"] for f in listing.evaluated]
+    assert table_row.train_sadd == pytest.approx(np.mean(dense))  # the paper's: the raw paths
+    png, pdf = tmp_path / "a.png", tmp_path / "a.pdf"
+    report.alignment_figure_job(chain["report_settings"], chain["root"] / "mst_paths.json",
+                                png, pdf)  # fmt: skip
+    assert png.stat().st_size > 0 and pdf.read_bytes()[:5] == b"%PDF-"

@@ -145,7 +145,7 @@ def test_tiny_workflow_end_to_end(tmp_path):
     figures = list((results / "figures").rglob("*.png")) + list(
         (results / "figures").rglob("*.pdf")
     )
-    assert len(figures) == 2 * 8  # Figure 5 + seven figures of the row (ensembles too), PNG, PDF
+    assert len(figures) == 2 * 9  # Figure 5 + 8 of the row (ensembles, alignment too), PNG, PDF
     for figure in figures + [row_dir / "overlap" / "overlap.png"]:
         assert_image(figure)
     logs = list((results / "logs").rglob("*.log"))
@@ -265,8 +265,11 @@ def test_cifar_format_batchnorm_networks_end_to_end(tmp_path):
     assert set(table) == {"cnn-4", "resnet-8", "densenet-7-4"}
     for arch, row in table.items():
         for column, value in row.items():
-            if column not in ("epoch", "epoch_fraction", "epoch_in_last_phase"):
-                assert value != "", (arch, column)
+            if column in ("epoch", "epoch_fraction", "epoch_in_last_phase"):
+                continue
+            # alignment is on for the ResNet row only: its columns are empty elsewhere
+            assert (value != "") == (arch == "resnet-8" or not column.startswith("alignment")), (
+                arch, column)  # fmt: skip
         assert math.isfinite(float(row["train_sadd"])) and int(row["n_edges"]) == 1
         minima = [load_minimum(p) for p in sorted((results / "cifar10" / arch / "minima")
                                                    .glob("*.safetensors"))]  # fmt: skip
@@ -301,8 +304,16 @@ def test_cifar_format_batchnorm_networks_end_to_end(tmp_path):
             a, b = ev.endpoints
             first = next(m for m in minima if m.seed == a)
             assert ev.dense["train_loss"][0] == pytest.approx(first.metrics["train_loss"], rel=1e-4)
+    # the ResNet's MST edge after weight matching: the same function, a shorter straight line
+    (aligned,) = (results / "cifar10" / "resnet-8" / "aligned").glob("*.h5")
+    record = read_path(aligned)
+    assert record.attrs["alignment"] == "weight_matching"
+    assert record.attrs["alignment_max_output_diff"] < 1e-3
+    assert record.attrs["alignment_distance_after"] < record.attrs["alignment_distance_before"]
+    assert record.endpoints == read_path(results / "cifar10" / "resnet-8" / "paths"
+                                         / aligned.name).endpoints  # fmt: skip
     figures = list((results / "figures").rglob("*.png"))
-    assert len(figures) == 1 + 3 * 6
+    assert len(figures) == 1 + 3 * 7 + 1  # Figure 5, 6 + ensembles per row, ResNet alignment
     for figure in figures:
         assert_image(figure)
 

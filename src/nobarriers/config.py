@@ -42,6 +42,9 @@ STAGE_KEYS = {
     "minima": ("dataset", "arch", "recipe"),
     "paths": ("dataset", "arch", "recipe", "autoneb", "mst"),
     "evaluation": ("dataset", "arch", "recipe", "autoneb", "mst", "evaluation"),
+    # the aligned MST paths and what reports them (alignment)
+    "aligned": ("dataset", "arch", "recipe", "autoneb", "mst", "alignment"),
+    "report": ("dataset", "arch", "recipe", "autoneb", "mst", "evaluation", "alignment"),
 }
 
 
@@ -230,6 +233,7 @@ class WorkflowConfig:
             "recipe": recipe,
             "autoneb": {**algorithm.to_dict(), **energy.to_dict()},
             "mst": dict(self.values["mst"]),
+            "alignment": row.get("alignment", self.values["alignment"]),
             "evaluation": dict(self.values["evaluation"]),
             "exploration": dict(self.values["exploration"]),
             "overlap": dict(self.values["overlap"]),
@@ -259,12 +263,21 @@ class WorkflowConfig:
             f"early stop {budget['similar_saddles_rtol']} "
             f"[{src['exploration.similar_saddles_rtol']}]",
         ]
+        extensions = [  # the options beyond the paper, named when they are on
+            f"climbing_cycles {autoneb['climbing_cycles']}" if autoneb["climbing_cycles"] else "",
+            f"alignment {row['alignment']}" if row["alignment"] != "none" else "",
+            f"ensembles {row['evaluation']['ensemble_sizes']}"
+            if row["evaluation"]["ensemble_sizes"]
+            else "",
+        ]
+        if any(extensions):
+            parts.append("beyond the paper: " + ", ".join(e for e in extensions if e))
         return f"{dataset}/{arch}: " + "; ".join(parts)
 
 
 #: resources through which a job requests GPUs from SLURM
 GPU_RESOURCES = ("gpu", "gpu_model", "gres")
-HEAVY_RULES = ("train_minimum", "autoneb_path", "evaluate_path", "slice_figure")
+HEAVY_RULES = ("train_minimum", "autoneb_path", "aligned_path", "evaluate_path", "slice_figure")
 #: the resources a profile may set: Snakemake's standard ones and those the SLURM executor
 #: plugin (2.x) reads; anything else would be ignored without a word
 KNOWN_RESOURCES = frozenset(

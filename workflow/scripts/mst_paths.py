@@ -5,5 +5,6 @@ with job_log(snakemake.log[0], snakemake.rule):
     mst_paths_job(
         evaluated_files=snakemake.input.evaluated,
         path_files=snakemake.input.paths,
+        aligned_files=snakemake.input.aligned,
         out_json=snakemake.output[0],
     )

@@ -188,11 +188,13 @@ class MSTPathsRecord(_Record):
     KIND = "MST path list"
     evaluated: list[str]
     paths: list[str]
+    aligned: list[str] = field(default_factory=list)  # the aligned paths (alignment), or none
 
     def to_json(self) -> dict:
         return {
             "evaluated": [str(p) for p in self.evaluated],
             "paths": [str(p) for p in self.paths],
+            "aligned": [str(p) for p in self.aligned],
         }
 
 
@@ -236,6 +238,12 @@ class TableRow(_Record):
     ensemble_size: int | None = None
     ensemble_path_test_error: float | None = None
     ensemble_endpoints_test_error: float | None = None
+    # raw vs aligned MST paths (alignment; CSV only, None when off): means over the MST edges of
+    # the paths' saddle training loss (the MST weight) and of the straight-line barrier
+    alignment_raw_saddle: float | None = None
+    alignment_aligned_saddle: float | None = None
+    alignment_raw_line: float | None = None
+    alignment_aligned_line: float | None = None
 
 
 #: the columns of Table B.1, in the table's order

@@ -40,14 +40,31 @@ PAIR_DETAIL_COLUMNS = [
     "ensemble_endpoints_test_error",
     "ensemble_size",
     "ensemble_path_test_error",
+    "n_pivots",
+    "path_length",
+    "aligned_saddle_train_loss",
+    "aligned_n_pivots",
+    "aligned_path_length",
+    "raw_line_train_loss",
+    "aligned_line_train_loss",
+    "alignment_distance_before",
+    "alignment_distance_after",
     "config_hash",
 ]
+
+#: what the MST paths report about themselves and their aligned twins (``alignment``)
+PATH_COLUMNS = ("n_pivots", "path_length")
+ALIGNED_COLUMNS = ("aligned_saddle_train_loss", "aligned_n_pivots", "aligned_path_length",
+                   "raw_line_train_loss", "aligned_line_train_loss", "alignment_distance_before",
+                   "alignment_distance_after")  # fmt: skip
 
 _PAIR_TYPES = {
     **{c: "str" for c in ("dataset", "architecture", "config_hash")},
     "i": "int",
     "j": "int",
     "ensemble_size": "int",
+    "n_pivots": "int",
+    "aligned_n_pivots": "int",
     "on_mst": "bool",
 }
 
@@ -77,6 +94,8 @@ def pair_details(
     dense: Mapping[tuple, Mapping] | None = None,
     linear: Mapping[tuple, Mapping] | None = None,
     ensembles: Mapping[tuple, Mapping | None] | None = None,
+    paths: Mapping[tuple, Mapping] | None = None,
+    aligned: Mapping[tuple, Mapping] | None = None,
     config_hash: str | None = None,
 ) -> list[dict]:
     """One row per computed path (columns: ``PAIR_DETAIL_COLUMNS``), sorted by pair.
@@ -90,7 +109,8 @@ def pair_details(
     ``{train_loss, train_error, test_loss, test_error}`` along the densely evaluated path / the
     straight segment (MST edges only, or any pair that has them); ``ensembles[(i, j)]``: the
     path's ensembles (``evaluate.path_ensembles``: each endpoint alone, K = 2 and the largest
-    K). Missing values stay empty.
+    K); ``paths[(i, j)]``: ``PATH_COLUMNS`` of the MST paths; ``aligned[(i, j)]``:
+    ``ALIGNED_COLUMNS`` of their aligned twins (``alignment``). Missing values stay empty.
     """
     on_mst = {_pair((a, b)) for a, b, _ in mst_edges}
     nodes, matrix = bounds
@@ -119,6 +139,9 @@ def pair_details(
                 v = None if values is None else field_of(values, metric)
                 row[f"{prefix}_{metric}"] = None if v is None else float(v)
         row.update(_ensemble_columns(_lookup(ensembles, key)))
+        for columns, source in ((PATH_COLUMNS, paths), (ALIGNED_COLUMNS, aligned)):
+            values = _lookup(source, key) or {}
+            row.update({c: values.get(c) for c in columns})
         rows.append(row)
     return rows
 

@@ -385,3 +385,43 @@ def plot_path_ensembles(curves: Mapping[tuple, Mapping], png, pdf, title: str, c
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, png, pdf, source_note(config_hash))
+
+
+# --------------------------------------------------------------------------- alignment
+
+
+@_styled
+def plot_alignment(edges: Mapping[tuple, Mapping], png, pdf, title: str, config_hash=None):
+    """Raw vs permutation-aligned MST paths, one pair of bars per edge: the straight-line
+    barrier (left) and the AutoNEB path's saddle (right), training loss; path lengths and pivots
+    in the legend. ``edges[(a, b)]``: ``stages.report.mst_path_summaries`` of the edge, raw and
+    aligned merged."""
+    if not edges:
+        raise ConfigError(f"{png}: no aligned paths to plot (alignment is none?)")
+    pairs = sorted(edges)
+    fig = _figure(max(6.5, 0.7 * len(pairs) + 3.0), 4.2)
+    axes = fig.subplots(1, 2, sharey=True)
+    x = np.arange(len(pairs))
+    panels = [
+        ("straight line between the minima", "raw_line_train_loss", "aligned_line_train_loss"),
+        ("AutoNEB path", "saddle_train_loss", "aligned_saddle_train_loss"),
+    ]
+    mean = {k: np.mean([edges[p][k] for p in pairs]) for k in
+            ("path_length", "aligned_path_length", "n_pivots", "aligned_n_pivots")}  # fmt: skip
+    labels = (
+        f"raw (path length {mean['path_length']:.3g}, {mean['n_pivots']:.3g} pivots)",
+        f"aligned ({mean['aligned_path_length']:.3g}, {mean['aligned_n_pivots']:.3g} pivots)",
+    )
+    for ax, (name, raw, aligned) in zip(axes, panels, strict=True):
+        ax.bar(x - 0.2, [edges[p][raw] for p in pairs], 0.4, color="0.6", label=labels[0])
+        ax.bar(x + 0.2, [edges[p][aligned] for p in pairs], 0.4, color="tab:green",
+               label=labels[1])  # fmt: skip
+        ax.set_xticks(x, [f"{a}-{b}" for a, b in pairs], rotation=45, ha="right")
+        ax.set_xlabel("MST edge (minima)")
+        ax.set_yscale("log")
+        ax.set_title(f"highest training loss on the {name}", fontsize=10)
+        ax.grid(alpha=0.3, axis="y", which="both")
+    axes[0].set_ylabel("training loss (nats), exact BatchNorm")
+    axes[1].legend(fontsize=8, title="mean over the edges", title_fontsize=8)
+    fig.suptitle(title)
+    return save_figure(fig, png, pdf, source_note(config_hash))

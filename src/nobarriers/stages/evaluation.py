@@ -88,9 +88,12 @@ def evaluate_path_job(row: dict, path_file, out_path, runtime: JobRuntime) -> No
     )
 
 
-def mst_paths_job(evaluated_files, path_files, out_json) -> MSTPathsRecord:
-    """The path files and dense evaluations of the final MST, as one list for the report jobs."""
-    record = MSTPathsRecord(evaluated=list(evaluated_files), paths=list(path_files))
+def mst_paths_job(evaluated_files, path_files, out_json, aligned_files=()) -> MSTPathsRecord:
+    """The path files, dense evaluations and aligned paths of the final MST, as one list for
+    the report jobs."""
+    record = MSTPathsRecord(
+        evaluated=list(evaluated_files), paths=list(path_files), aligned=list(aligned_files)
+    )
     record.write(out_json)
     return record
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
+
+from ..alignment import align as align_models
 from ..atomic import atomic_path
 from ..autoneb import run_autoneb
 from ..autoneb_config import split_autoneb
@@ -15,6 +18,7 @@ from ..formats.pathfile import write_path
 from ..model_energy import ModelEnergy
 from ..models import build_model
 from ..path_geometry import dense_positions
+from ..points import point_of
 from ..progress import Progress
 from .common import load_row_minima
 from .compute import JobRuntime, check_minimum_on_data
@@ -25,6 +29,12 @@ log = logging.getLogger("nobarriers")
 def path_seed(a: int, b: int) -> int:
     """A fixed seed per pair, so re-running a path job reproduces it."""
     return 1_000_003 * int(a) + int(b)
+
+
+#: points on the straight line of the aligned path job's barrier comparison (like the paper's 21)
+LINE_POINTS = 21
+#: training images of the alignment's function-equality check
+CHECK_BATCH = 256
 
 
 def autoneb_job(
@@ -40,6 +50,21 @@ def autoneb_job(
     weighting data, and store the path as HDF5. ``row``: the row's ``paths`` stage settings;
     ``cycle_times``: a TSV for the wall time of every cycle (run-specific, so not in the path
     file, which holds only what identical runs reproduce)."""
+    _path_job(row, minimum_a, minimum_b, out_path, state_path, runtime, cycle_times, align=False)
+
+
+def aligned_path_job(
+    row: dict, minimum_a, minimum_b, out_path, state_path, runtime: JobRuntime, cycle_times=None
+) -> None:
+    """The path of an MST edge after permutation alignment (``alignment: weight_matching``):
+    b's neurons permuted to match a's by weight matching -- the same function, checked on a
+    batch, BatchNorm buffers included -- then the same AutoNEB as :func:`autoneb_job`. The file
+    records the alignment and the straight-line barrier before and after it, both measured like
+    the MST weights. ``row``: the row's ``aligned`` stage settings."""
+    _path_job(row, minimum_a, minimum_b, out_path, state_path, runtime, cycle_times, align=True)
+
+
+def _path_job(row, minimum_a, minimum_b, out_path, state_path, runtime, cycle_times, align):
     chosen, data = runtime.start(row["dataset"])
     ma, mb = load_row_minima([minimum_a, minimum_b], row)
     if ma.arch != row["arch"] or mb.arch != row["arch"]:
@@ -51,25 +76,59 @@ def autoneb_job(
     model_b = mb.build(data.num_classes, data.input_shape).to(chosen)
     for minimum, net in ((ma, model), (mb, model_b)):
         check_minimum_on_data(net, minimum, data, row["recipe"]["eval_batch_size"])
+    subset = row["mst"]["weight_subset"]
+    seed = path_seed(ma.seed, mb.seed)
+
+    def saddle_of(pivots, n_between, what):
+        positions = len(dense_positions(pivots.shape[0], n_between))
+        return saddle_curve(
+            build_model(row["arch"], data.num_classes, data.input_shape).to(chosen),
+            pivots.to(chosen),
+            data,
+            n_between,
+            subset,
+            batch_size=row["recipe"]["eval_batch_size"],
+            progress=Progress(positions, what),
+        )
+
+    extra = {}
+    if align:
+        straight = LINE_POINTS - 2
+        raw_line = saddle_of(torch.stack([point_of(model), point_of(model_b)]), straight, "line")
+        result = align_models(
+            model, model.state_dict(), model_b.state_dict(), data.x_train[:CHECK_BATCH], seed=seed
+        )
+        model_b.load_state_dict(result.state)
+        line = saddle_of(torch.stack([point_of(model), point_of(model_b)]), straight, "line")
+        extra = {
+            "alignment": row["alignment"],
+            "alignment_distance_before": result.distance_before,
+            "alignment_distance_after": result.distance_after,
+            "alignment_sweeps": result.sweeps,
+            "alignment_max_output_diff": result.max_output_diff,
+            "raw_line_saddle_loss": float(raw_line["train_loss"].max()),
+            "aligned_line_saddle_loss": float(line["train_loss"].max()),
+        }
+        log.info(
+            "alignment %d-%d: distance %.4g -> %.4g (%d sweeps, outputs equal to %.2g); "
+            "straight-line barrier %.5g -> %.5g",
+            ma.seed,
+            mb.seed,
+            result.distance_before,
+            result.distance_after,
+            result.sweeps,
+            result.max_output_diff,
+            extra["raw_line_saddle_loss"],
+            extra["aligned_line_saddle_loss"],
+        )
     energy = ModelEnergy.from_settings(
         model, data.x_train, data.y_train, energy_settings, data.augment, device=chosen
     )
     start = energy.point_of(model)
     end = energy.point_of(model_b)
-    seed = path_seed(ma.seed, mb.seed)
     result = run_autoneb(energy, start, end, config, state_path=state_path, seed=seed)
     # the MST weight: every pair of the row measured on the same data, exact BatchNorm
-    subset = row["mst"]["weight_subset"]
-    positions = len(dense_positions(result.pivots.shape[0], config.n_between))
-    saddle = saddle_curve(
-        build_model(row["arch"], data.num_classes, data.input_shape).to(chosen),
-        result.pivots.to(chosen),
-        data,
-        config.n_between,
-        subset,
-        batch_size=row["recipe"]["eval_batch_size"],
-        progress=Progress(positions, "saddle point"),
-    )
+    saddle = saddle_of(result.pivots, config.n_between, "saddle point")
     log.info(
         "path %d-%d: saddle training loss %.5g on %s (AutoNEB's estimate %.5g)",
         ma.seed,
@@ -88,7 +147,8 @@ def autoneb_job(
         seed=seed,
         dataset=row["dataset"],
         arch=row["arch"],
-        config_hash=stage_hash(row, "paths"),
+        config_hash=stage_hash(row, "aligned" if align else "paths"),
+        extra_attrs=extra,
     )
     if cycle_times is not None:
         write_cycle_times(cycle_times, result.history)

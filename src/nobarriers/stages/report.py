@@ -11,6 +11,7 @@ import numpy as np
 from ..config import stage_hash
 from ..errors import FileFormatError
 from ..formats.csv_tables import records
+from ..formats.pathfile import read_path
 from ..formats.records import LandscapeRecord, MSTPathsRecord, TableRow
 from ..overlap import read_overlap_csv
 from ..report import landscape_figures, path_figures, summary_figures
@@ -29,7 +30,8 @@ def table_row_job(
     ``row``: the row's ``evaluation`` stage settings."""
     minima = load_row_minima(minima_paths, row, tensors=False)
     landscape = LandscapeRecord.read(landscape_json)
-    evaluations = evaluations_of(MSTPathsRecord.read(mst_json).evaluated, row)
+    listing = MSTPathsRecord.read(mst_json)
+    evaluations = evaluations_of(listing.evaluated, row)
     missing = [(a, b) for a, b, _ in landscape.mst if (a, b) not in evaluations]
     if missing:
         raise FileFormatError(f"{landscape_json}: MST edges {missing} have no dense evaluation")
@@ -49,6 +51,16 @@ def table_row_job(
         n_overlap_flagged=flagged,
         config_hash=config_hash,
     )
+    paths, aligned = mst_path_summaries(listing, row)
+    if aligned:  # raw vs aligned, means over the MST edges
+        edges = [(a, b) for a, b, _ in landscape.mst]
+        table_row = dataclasses.replace(
+            table_row,
+            alignment_raw_saddle=_mean(paths, edges, "saddle_train_loss"),
+            alignment_aligned_saddle=_mean(aligned, edges, "aligned_saddle_train_loss"),
+            alignment_raw_line=_mean(aligned, edges, "raw_line_train_loss"),
+            alignment_aligned_line=_mean(aligned, edges, "aligned_line_train_loss"),
+        )
     measured = [evaluations[(a, b)].ensembles for a, b, _ in landscape.mst]
     if all(m is not None for m in measured):  # the row's summary: mean over the MST edges
         largest = int(max(measured[0]["sizes"]))
@@ -70,6 +82,8 @@ def table_row_job(
         dense={pair: rec.saddles for pair, rec in evaluations.items()},
         linear={pair: rec.line_saddles for pair, rec in evaluations.items()},
         ensembles={pair: rec.ensembles for pair, rec in evaluations.items()},
+        paths=paths,
+        aligned=aligned,
         config_hash=config_hash,
     )
     write_pair_details(details, out_pairs_csv)
@@ -85,6 +99,56 @@ def table_row_job(
         100 * table_row.test_error_sadd,
     )
     return table_row
+
+
+def _mean(values: dict, pairs, column: str) -> float:
+    return float(np.mean([values[p][column] for p in pairs]))
+
+
+def path_length(pivots) -> float:
+    """Euclidean length of the polyline through the pivots (in parameter space)."""
+    return float(
+        np.linalg.norm(np.diff(np.asarray(pivots, dtype=np.float64), axis=0), axis=1).sum()
+    )
+
+
+def mst_path_summaries(listing: MSTPathsRecord, row: dict) -> tuple[dict, dict]:
+    """``(paths, aligned)``: pivots and length of every MST path, and what its aligned twin
+    records (``report.pairs.ALIGNED_COLUMNS``; empty without alignment), keyed by pair."""
+    paths, aligned = {}, {}
+    for f in listing.paths:
+        record = read_path(f, expect_config_hash=stage_hash(row, "paths"))
+        paths[tuple(sorted(record.endpoints))] = {
+            "n_pivots": record.pivots.shape[0] - 2,
+            "path_length": path_length(record.pivots),
+            "saddle_train_loss": record.saddle_loss,
+        }
+    for f in listing.aligned:
+        record = read_path(f, expect_config_hash=stage_hash(row, "aligned"))
+        attrs = record.attrs
+        aligned[tuple(sorted(record.endpoints))] = {
+            "aligned_saddle_train_loss": record.saddle_loss,
+            "aligned_n_pivots": record.pivots.shape[0] - 2,
+            "aligned_path_length": path_length(record.pivots),
+            "raw_line_train_loss": float(attrs["raw_line_saddle_loss"]),
+            "aligned_line_train_loss": float(attrs["aligned_line_saddle_loss"]),
+            "alignment_distance_before": float(attrs["alignment_distance_before"]),
+            "alignment_distance_after": float(attrs["alignment_distance_after"]),
+        }
+    return paths, aligned
+
+
+def alignment_figure_job(row: dict, mst_json, png, pdf) -> None:
+    """Raw vs aligned MST paths of a row: straight-line barrier and AutoNEB saddle per edge.
+    ``row``: the row's ``report`` stage settings."""
+    listing = MSTPathsRecord.read(mst_json)
+    paths, aligned = mst_path_summaries(listing, row)
+    label = f"{dataset_label(row['dataset'])} {arch_label(row['arch'])}"
+    path_figures.plot_alignment(
+        {pair: {**aligned[pair], **paths[pair]} for pair in aligned},
+        png, pdf, f"{label}: raw vs permutation-aligned MST paths",
+        config_hash=stage_hash(row, "aligned"),
+    )  # fmt: skip
 
 
 def table_b1_job(

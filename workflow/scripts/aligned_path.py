@@ -1,0 +1,14 @@
+from nobarriers.progress import job_log
+from nobarriers.stages.compute import JobRuntime
+from nobarriers.stages.paths import aligned_path_job
+
+with job_log(snakemake.log[0], snakemake.rule):
+    aligned_path_job(
+        row=snakemake.params.row,
+        minimum_a=snakemake.input.a,
+        minimum_b=snakemake.input.b,
+        out_path=snakemake.output[0],
+        state_path=snakemake.params.state,
+        runtime=JobRuntime.from_snakemake(snakemake),
+        cycle_times=snakemake.params.cycle_times,
+    )
