@@ -6,10 +6,11 @@ min_version("9.0")
 
 
 # The embedded default (the digits demo) only when no --configfile is given: a user's own
-# config starts from the schema's defaults, the paper's settings, never from the demo's.
+# config starts from the schema's defaults, the paper's settings, never from the demo's. Found
+# beside this file, so that `--snakefile .../Snakefile -d <elsewhere>` runs it too.
 if not workflow.overwrite_configfiles:
 
-    configfile: "config/config.yaml"
+    configfile: f"{workflow.basedir}/config/config.yaml"
 
 
 include: "rules/common.smk"

@@ -165,8 +165,14 @@ def test_every_float_spelling_is_a_number_and_non_numbers_are_refused(tmp_path):
 
     proc = snakemake("-n", "--cores", "1", "--configfile", str(TINY), "--config",
                      f"results_dir={tmp_path / 'results'}", "recipes={digits: {lr: 1e-2}}",
-                     "autoneb={weight_decay: 1E-4}", check=False)  # fmt: skip
+                     "autoneb={weight_decay: 1E-4}", "exploration={similar_saddles_rtol: null}",
+                     check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    # `null` delivered as a string where the schema allows null is null, not "not converted"
+    given = {"exploration": {"similar_saddles_rtol": "null"}, "mst": {"weight_subset": "~"},
+             "rows": [{"dataset": "digits", "arch": "mlp-4"}]}  # fmt: skip
+    row = WorkflowConfig(given).row("digits", "mlp-4")
+    assert row["exploration"]["similar_saddles_rtol"] is None and row["mst"]["weight_subset"] is None
 
 
 def test_a_climbing_option_on_a_too_short_schedule_is_refused_naming_the_key():

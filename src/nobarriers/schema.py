@@ -85,8 +85,12 @@ def key_path(parts) -> str:
     return text.replace(".[", "[") or "<top level>"
 
 
+#: what :func:`_number` returns for a string that is none of the wanted types (None is a value)
+_NOT_CONVERTED = object()
+
+
 def _number(text: str, wanted: list[str]):
-    """A string as the number/boolean/null the schema wants, or ``None``.
+    """A string as the number/boolean/null the schema wants, or ``_NOT_CONVERTED``.
 
     YAML 1.1 reads ``1e-2`` (no dot) as a string, and ``snakemake --config`` delivers nested
     values as strings: every spelling Python's ``float`` accepts counts as a number, and an
@@ -99,9 +103,9 @@ def _number(text: str, wanted: list[str]):
         try:
             number = float(value.strip())
         except ValueError:
-            return None
+            return _NOT_CONVERTED
         if number != number or number in (float("inf"), float("-inf")):
-            return None
+            return _NOT_CONVERTED
         value = int(number) if ("integer" in wanted and number.is_integer()) else number
     checks = {
         "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -111,7 +115,7 @@ def _number(text: str, wanted: list[str]):
     }
     if any(checks[t](value) for t in wanted if t in checks):
         return value
-    return None
+    return _NOT_CONVERTED
 
 
 def _coerce_strings(instance, validator) -> None:
@@ -124,7 +128,7 @@ def _coerce_strings(instance, validator) -> None:
             wanted = error.validator_value
             wanted = wanted if isinstance(wanted, list) else [wanted]
             value = _number(error.instance, wanted)
-            if value is None or not error.absolute_path:
+            if value is _NOT_CONVERTED or not error.absolute_path:
                 continue
             *parents, last = error.absolute_path
             target = instance
