@@ -199,19 +199,24 @@ class Interrupt(Exception):
     pass
 
 
+def interrupted(config, state, after_cycle: int) -> None:
+    """Run the tiny problem with ``state`` and stop it after ``after_cycle``."""
+
+    def stop(record):
+        if record.cycle == after_cycle:
+            raise Interrupt
+
+    energy, start, end = tiny_problem()
+    with pytest.raises(Interrupt):
+        run_autoneb(energy, start, end, config, state, seed=3, on_cycle_end=stop)
+
+
 def test_resume_is_bitwise_identical(tmp_path):
     energy, start, end = tiny_problem()
     full = run_autoneb(energy, start, end, RESUME_CONFIG, seed=3)
 
     state = tmp_path / "state.pt"
-
-    def stop_after_first(record):
-        if record.cycle == 1:
-            raise Interrupt
-
-    energy, start, end = tiny_problem()
-    with pytest.raises(Interrupt):
-        run_autoneb(energy, start, end, RESUME_CONFIG, state, seed=3, on_cycle_end=stop_after_first)
+    interrupted(RESUME_CONFIG, state, after_cycle=1)
     assert torch.load(state, weights_only=True)["cycle"] == 1
     torch.manual_seed(12345)  # global RNG disturbed in between: the state restores it
     energy, start, end = tiny_problem()
@@ -398,14 +403,7 @@ def test_climbing_needs_a_plain_cycle_first_and_resumes_bitwise(tmp_path):
     energy, start, end = tiny_problem()
     full = run_autoneb(energy, start, end, config, seed=3)
     state = tmp_path / "state.pt"
-
-    def stop_after_second(record):
-        if record.cycle == 2:
-            raise Interrupt
-
-    energy, start, end = tiny_problem()
-    with pytest.raises(Interrupt):
-        run_autoneb(energy, start, end, config, state, seed=3, on_cycle_end=stop_after_second)
+    interrupted(config, state, after_cycle=2)
     energy, start, end = tiny_problem()
     resumed = run_autoneb(energy, start, end, config, state, seed=3)
     assert torch.equal(resumed.pivots, full.pivots)

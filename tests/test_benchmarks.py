@@ -23,3 +23,23 @@ def test_gpu_benchmark_neb_rows_run_on_any_device():
     fp32 = {row["mode"]: row for row in rows if row["options"] == "fp32"}
     assert fp32["loop"]["auto picks"] in ("loop", "vmap")
     assert all(isinstance(fp32[m]["step ms"], float) for m in ("loop", "vmap"))
+
+
+@pytest.mark.slow
+def test_gpu_check_engine_parts_run_on_any_device(tmp_path):
+    """The GPU check's agreement and cycle estimate run (CPU against itself: bitwise equal), and
+    its shell driver parses, so that a lent GPU's few minutes are not lost to a typo."""
+    import subprocess
+
+    import gpu_check
+
+    torch.set_num_threads(1)
+    agree = gpu_check.agreement(("cpu", "cpu"), data_dir=tmp_path, train_steps=5, neb_steps=5)
+    assert agree["saddle rel. diff"] == 0.0 and agree["eval curve max rel. diff"] == 0.0
+    assert agree["max path diff / |a-b|"] == 0.0
+    assert agree["saddle cpu"] > 0
+    rows, estimates = gpu_check.cycle_estimate("cpu", "resnet-8", batch=4, pivots=(1, 2), steps=1)
+    assert [r["N"] for r in rows] == [1, 2] and all(r["step s"] > 0 for r in rows)
+    assert estimates[1]["16,000 steps h"] > estimates[0]["16,000 steps h"] > 0  # more pivots
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
