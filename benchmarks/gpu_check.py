@@ -72,9 +72,7 @@ def agreement(devices=("cpu", "cuda"), arch="cnn-4", data_dir="data", train_step
         x, y = data.x_train.to(device), data.y_train.to(device)
         energy = ModelEnergy(model, x, y, batch_size=256, mode="loop", device=device)
         start = time.perf_counter()
-        result = run_autoneb(
-            energy, point_of(a).to(device), point_of(b).to(device), config, seed=7
-        )
+        result = run_autoneb(energy, point_of(a).to(device), point_of(b).to(device), config, seed=7)
         sync(device)
         runs[device] = (result, time.perf_counter() - start)
     (ra, ta), (rb, tb) = runs[devices[0]], runs[devices[1]]

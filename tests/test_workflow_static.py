@@ -51,3 +51,13 @@ def test_code_is_formatted_and_lint_free():
     ):
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 0, f"{' '.join(cmd[1:])}:\n{proc.stdout}{proc.stderr}"
+
+
+def test_the_table_caption_states_the_units_of_the_file_it_captions():
+    """The HTML report shows table_b1.csv, whose errors are fractions: its caption must say so
+    (it said "percent", true only of the Markdown and LaTeX tables)."""
+    rules = (ROOT / "rules" / "report.smk").read_text()
+    captioned = re.search(r'csv=report\(\s*f"\{RESULTS\}/(\S+?)",\s*caption="\.\./(\S+?)"', rules)
+    assert captioned and captioned.groups() == ("table_b1.csv", "report/table_b1.rst")
+    caption = (ROOT / captioned.group(2)).read_text()
+    assert "errors are fractions" in caption and "percentage points" in caption
