@@ -34,6 +34,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nobarriers.config import HEAVY_RULES
+
 pytestmark = pytest.mark.slurm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -451,9 +453,9 @@ def test_real_workflow_on_slurm_kill_resume(cluster, xdg, repo_copy):
     assert figures and all(p.stat().st_size > 0 for p in figures), FIGURES_DIR
     by_rule = check_ran_on_slurm(cluster, [first, second])
     gpu_rules = {r for r, jobs in by_rule.items() if any(asks_for_gpu(j) for j in jobs)}
-    assert gpu_rules == {"train_minimum", "autoneb_path", "evaluate_path", "slice_figure"} & set(
-        by_rule
-    ), sorted(gpu_rules)
+    # the heavy rules (training, AutoNEB raw and aligned, evaluation, slice) and no other
+    assert gpu_rules == set(HEAVY_RULES) & set(by_rule), sorted(gpu_rules)
+    assert {"train_minimum", "autoneb_path", "aligned_path"} <= gpu_rules, sorted(gpu_rules)
     print(f"rules run as SLURM jobs: {sorted(by_rule)}; with a GPU: {sorted(gpu_rules)}")
     for rule in sorted(gpu_rules):
         job = scontrol_job(cluster, by_rule[rule][0]["slurm_id"])
