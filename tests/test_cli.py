@@ -114,6 +114,9 @@ def test_inspect_shows_identity_saddle_and_cycles(two_minima, tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["endpoints"] == [3, 5] and len(info["cycles"]) == 3
     assert info["saddle_train_loss"] == pytest.approx(record.saddle_loss)
+    assert main(["inspect", "--json", str(a)]) == 0
+    minimum = json.loads(capsys.readouterr().out)
+    assert minimum["parameters"] == info["dimensions"] == 64 * 4 + 4 + 4 * 10 + 10  # mlp-4
 
 
 def test_bad_input_is_one_line_and_status_2(two_minima, tmp_path, capsys):

@@ -100,6 +100,7 @@ def describe_file(path) -> dict:
     """Everything ``inspect`` shows, as plain data (checksums verified on the way)."""
     from .formats.minimum import load_minimum
     from .formats.pathfile import read_evaluation, read_path
+    from .models import parameter_count
 
     path = Path(path)
     kind = _kind(path)
@@ -111,13 +112,7 @@ def describe_file(path) -> dict:
             "dataset": m.dataset,
             "arch": m.arch,
             "seed": m.seed,
-            "parameters": int(
-                sum(
-                    t.numel()
-                    for k, t in m.state_dict.items()
-                    if "running" not in k and "num_batches" not in k
-                )
-            ),
+            "parameters": parameter_count(m.build()),  # the dimension of its point
             "config_hash": m.config_hash,
             "recipe": m.recipe,
             "metrics": m.metrics,
