@@ -163,19 +163,23 @@ def paths_before_round(wildcards):
     ]
 
 
-def all_paths(wildcards):
-    """Every path of the AutoNEB loop: rounds follow each other until one selects nothing.
-
-    The budget (exploration.max_paths, pairs_per_round) names the rounds' folder (see ROUNDS), so
-    raising it extends the loop and leaves finished paths alone.
-    """
-    paths, r = [], 0
-    while True:
-        pairs = pairs_of_round(wildcards, r)
-        if not pairs:
-            return paths
-        paths += [path_file(wildcards, pair) for pair in pairs]
+def rounds(wildcards):
+    """The rounds of the AutoNEB loop as (r, pairs), the last one the empty round that ends it:
+    rounds follow each other until one selects nothing."""
+    r = 0
+    while pairs := pairs_of_round(wildcards, r):
+        yield r, pairs
         r += 1
+    yield r, []
+
+
+def all_paths(wildcards):
+    """Every path of the AutoNEB loop. The budget (exploration.max_paths, pairs_per_round) names
+    the rounds' folder (see ROUNDS), so raising it extends the loop and leaves finished paths
+    alone."""
+    return [
+        path_file(wildcards, pair) for _, pairs in rounds(wildcards) for pair in pairs
+    ]
 
 
 def mst_edges(wildcards):
@@ -258,14 +262,9 @@ def stored_files(wildcards):
         d = row_dir(dataset, arch)
         files += [f"{RESULTS}/data/{dataset}.json", *minima_files(row)]
         files += [f"{d}/overlap/overlap.csv", f"{d}/overlap/overlap_matrix.csv"]
-        r = 0
-        while True:
+        for r, pairs in rounds(row):
             files.append(f"{d}/{ROUNDS}/{r}.json")
-            pairs = pairs_of_round(row, r)
-            if not pairs:
-                break
             files += [path_file(row, pair) for pair in pairs]
-            r += 1
         files += [f"{d}/{ROUNDS}/landscape.json", f"{d}/{ROUNDS}/mst_paths.json"]
         files += [f"{d}/pairs.csv", *evaluated_mst_paths(row), *aligned_mst_paths(row)]
     return files
