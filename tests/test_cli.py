@@ -23,7 +23,13 @@ from nobarriers.stages.compute import JobRuntime
 NOBARRIERS = str(Path(sys.executable).parent / "nobarriers")  # the installed console script
 SCHEDULE = [{"steps": 30, "lr": 0.1}, {"steps": 30, "lr": 0.05}, {"steps": 30, "lr": 0.01}]
 CONFIG = {
-    "autoneb": {"schedule": SCHEDULE, "batch_size": 64, "eval_subset": 128, "mode": "loop"},
+    "autoneb": {
+        "schedule": SCHEDULE,
+        "batch_size": 64,
+        "eval_subset": 128,
+        "mode": "loop",
+        "climbing_cycles": 1,
+    },  # fmt: skip
     "mst": {"weight_subset": 256},
     "rows": [{"dataset": "digits", "arch": "mlp-4"}],
 }
@@ -110,6 +116,7 @@ def test_inspect_shows_identity_saddle_and_cycles(two_minima, tmp_path, capsys):
     record = read_path(out, load_pivots=False)
     assert f"saddle train loss {record.saddle_loss:.6g} on 256 training samples" in text
     assert text.count("\n      ") == 3  # one line per cycle
+    assert text.count("(climbing pivot ") == 1  # the last cycle's climber
     assert main(["inspect", "--json", str(out)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["endpoints"] == [3, 5] and len(info["cycles"]) == 3

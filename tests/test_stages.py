@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from nobarriers.cli import ALIGNMENT_ATTRS, _text, describe_file
 from nobarriers.config import WorkflowConfig, stage_hash, stage_settings
 from nobarriers.errors import FileFormatError, NoBarriersError
 from nobarriers.formats.minimum import load_minimum
@@ -325,6 +326,9 @@ def test_aligned_mst_paths_beside_the_raw_ones(chain, tmp_path):
         assert row["n_pivots"] == raw.pivots.shape[0] - 2
         assert row["aligned_line_train_loss"] == attrs["aligned_line_saddle_loss"]
         assert row["path_length"] == pytest.approx(report.path_length(raw.pivots), rel=1e-12)
+        shown = describe_file(f)["alignment"]  # what `nobarriers inspect` prints
+        assert shown == {k: attrs[k] for k in ALIGNMENT_ATTRS}
+        assert "aligned by weight_matching" in _text(describe_file(f))
         aligned_saddles.append(record.saddle_loss)
         raw_lines.append(attrs["raw_line_saddle_loss"])
         aligned_lines.append(attrs["aligned_line_saddle_loss"])

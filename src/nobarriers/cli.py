@@ -96,6 +96,12 @@ def _kind(path: Path) -> str:
     raise FileFormatError(f"{path}: neither a minimum (.safetensors) nor a path file (HDF5)")
 
 
+#: the root attributes of an aligned path file (stages.paths.aligned_path_job)
+ALIGNMENT_ATTRS = ("alignment", "alignment_distance_before", "alignment_distance_after",
+                   "alignment_sweeps", "alignment_max_output_diff", "raw_line_saddle_loss",
+                   "aligned_line_saddle_loss")  # fmt: skip
+
+
 def describe_file(path) -> dict:
     """Everything ``inspect`` shows, as plain data (checksums verified on the way)."""
     from .formats.minimum import load_minimum
@@ -145,6 +151,7 @@ def describe_file(path) -> dict:
                     "pivots": c.n_pivots,
                     "saddle_loss": c.saddle_loss,
                     "inserted": list(c.inserted),
+                    "climbing_pivot": c.climbing,
                 }
                 for c in p.history
             ],  # fmt: skip
@@ -152,6 +159,7 @@ def describe_file(path) -> dict:
                 k: p.config["autoneb"][k]
                 for k in ("batch_size", "eval_subset", "n_between", "insert_threshold")
             },
+            "alignment": {k: p.attrs[k] for k in ALIGNMENT_ATTRS if k in p.attrs},
             "provenance": {
                 k: p.attrs[k] for k in ("version", "git_revision", "torch") if k in p.attrs
             },
@@ -202,6 +210,18 @@ def _text(info: dict) -> str:
             lines.append(
                 f"  {c['cycle']:>5}  {c['steps']:>5}  {c['lr']:<7g}  {c['pivots']:>6}  "
                 f"{c['saddle_loss']:<11.5g}  {inserted}"
+                + (
+                    ""
+                    if c["climbing_pivot"] is None
+                    else f"  (climbing pivot {c['climbing_pivot']})"
+                )
+            )
+        if al := info["alignment"]:
+            lines.append(
+                f"  aligned by {al['alignment']}: endpoint distance "
+                f"{al['alignment_distance_before']:.4g} -> {al['alignment_distance_after']:.4g}, "
+                f"straight-line saddle {al['raw_line_saddle_loss']:.5g} -> "
+                f"{al['aligned_line_saddle_loss']:.5g}"
             )
     else:
         a, b = info["endpoints"]
