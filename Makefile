@@ -30,13 +30,13 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -ra -m "not slow and not slurm"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests workflow benchmarks
-	$(VENV)/bin/ruff format --check src tests workflow benchmarks
+	$(VENV)/bin/ruff check src tests workflow benchmarks examples
+	$(VENV)/bin/ruff format --check src tests workflow benchmarks examples
 	$(VENV)/bin/snakefmt --check Snakefile rules
 	$(VENV)/bin/snakemake --lint --cores 1
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format src tests workflow benchmarks
+	$(VENV)/bin/ruff format src tests workflow benchmarks examples
 	$(VENV)/bin/snakefmt Snakefile rules
 
 bench: $(STAMP)

@@ -29,7 +29,7 @@ check_cluster()
 onstart:
     if (
         workflow.is_main_process
-    ):  # one run per results directory, see nobarriers.results_lock
+    ):  # one run per results directory, see nobarriers.core.results_lock
         hold_results_lock(RESULTS)
 
 

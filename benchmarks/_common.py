@@ -14,7 +14,7 @@ import torch
 def job_runtime(threads: int, device: str = "cpu") -> None:
     """The runtime settings of a workflow job (threads, glibc keeping freed memory on a CPU),
     so that the benchmarks time what the jobs run."""
-    from nobarriers.runtime import configure_runtime
+    from nobarriers.nn.runtime import configure_runtime
 
     configure_runtime(threads, device)
 

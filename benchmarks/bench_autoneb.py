@@ -29,15 +29,15 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import interleaved, job_runtime, machine, table  # noqa: E402
 
-from nobarriers.autoneb import run_autoneb  # noqa: E402
-from nobarriers.autoneb_config import AutoNEBConfig, Cycle, NEBSettings  # noqa: E402
-from nobarriers.data import load_dataset  # noqa: E402
+from nobarriers.datasets import load_dataset  # noqa: E402
+from nobarriers.engine.autoneb import run_autoneb  # noqa: E402
+from nobarriers.engine.model_energy import ModelEnergy  # noqa: E402
+from nobarriers.engine.neb import NEBStep  # noqa: E402
+from nobarriers.engine.train import train_minimum  # noqa: E402
 from nobarriers.formats.minimum import load_minimum  # noqa: E402
-from nobarriers.model_energy import ModelEnergy  # noqa: E402
-from nobarriers.neb import NEBStep  # noqa: E402
-from nobarriers.path_geometry import initial_path  # noqa: E402
-from nobarriers.recipes import recipe_for  # noqa: E402
-from nobarriers.train import train_minimum  # noqa: E402
+from nobarriers.nn.path_geometry import initial_path  # noqa: E402
+from nobarriers.settings.autoneb_config import AutoNEBConfig, Cycle, NEBSettings  # noqa: E402
+from nobarriers.settings.recipes import recipe_for  # noqa: E402
 
 DEMO_SCHEDULE = [Cycle(150, 0.1)] * 2 + [Cycle(150, 0.01)] * 2 + [Cycle(150, 0.001)]
 

@@ -32,16 +32,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from nobarriers.config import WorkflowConfig  # noqa: E402
-from nobarriers.formats.pathfile import read_evaluation, read_path  # noqa: E402
-from nobarriers.formats.records import LandscapeRecord, MSTPathsRecord  # noqa: E402
-from nobarriers.landscape import (  # noqa: E402
+from nobarriers.engine.landscape import (  # noqa: E402
     minimum_spanning_tree,
     next_pairs,
     ultrametric_bounds,
 )
+from nobarriers.formats.pathfile import read_evaluation, read_path  # noqa: E402
+from nobarriers.formats.records import LandscapeRecord, MSTPathsRecord  # noqa: E402
 from nobarriers.report.pairs import read_pair_details  # noqa: E402
 from nobarriers.report.table import read_table_b1  # noqa: E402
+from nobarriers.settings.config import WorkflowConfig  # noqa: E402
 
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 DEMO = ROOT / "config" / "config.yaml"

@@ -2,12 +2,12 @@
 
 1. **The Epoch column's learning curve with exact BatchNorm statistics.** Every epoch the curve
    entry is measured like Min and Sadd: statistics recomputed on the un-augmented training set,
-   then the training and test sets in eval mode (``nobarriers.train.exact_bn_metrics``), instead
-   of evaluating with the running statistics. Reported: one training epoch, the evaluation either
+   then the training and test sets in eval mode (``engine.train.exact_bn_metrics``), instead of
+   evaluating with the running statistics. Reported: one training epoch, the evaluation either
    way, and the extra cost as a fraction of an epoch.
 2. **The MST weights on the full training set.** At the end of every AutoNEB job the final path is
    evaluated at its dense positions (pivots and 9 points per gap), each point with exact BN, on
-   the full training set (``nobarriers.evaluate.saddle_curve``). Reported: one point's cost, one
+   the full training set (``engine.evaluate.saddle_curve``). Reported: one point's cost, one
    NEB step's cost (N pivots, batch 512), and the fraction of a whole path job (the paper's
    14 cycles / 16,000 steps) for a path that ends with few or with many pivots.
 
@@ -31,15 +31,15 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import job_runtime, machine, table  # noqa: E402
 
-from nobarriers.autoneb_config import NEBSettings  # noqa: E402
-from nobarriers.data import augment_batch  # noqa: E402
-from nobarriers.evaluate import saddle_curve  # noqa: E402
-from nobarriers.model_energy import ModelEnergy  # noqa: E402
+from nobarriers.engine.evaluate import saddle_curve  # noqa: E402
+from nobarriers.engine.model_energy import ModelEnergy  # noqa: E402
+from nobarriers.engine.neb import NEBStep  # noqa: E402
+from nobarriers.engine.train import exact_bn_metrics  # noqa: E402
 from nobarriers.models import build_model  # noqa: E402
-from nobarriers.neb import NEBStep  # noqa: E402
-from nobarriers.path_geometry import dense_positions, initial_path  # noqa: E402
-from nobarriers.points import evaluate_model, point_of  # noqa: E402
-from nobarriers.train import exact_bn_metrics  # noqa: E402
+from nobarriers.nn.batches import augment_batch  # noqa: E402
+from nobarriers.nn.path_geometry import dense_positions, initial_path  # noqa: E402
+from nobarriers.nn.points import evaluate_model, point_of  # noqa: E402
+from nobarriers.settings.autoneb_config import NEBSettings  # noqa: E402
 
 CIFAR_TRAIN, CIFAR_TEST = 50_000, 10_000
 PAPER_STEPS = 16_000
@@ -79,7 +79,7 @@ def main(argv=None):
         order = torch.randperm(n, generator=g)
         for s in range(0, n, 128):
             idx = order[s : s + 128]
-            xb = augment_batch(x.index_select(0, idx), "cifar", g)
+            xb = augment_batch(x.index_select(0, idx), "crop_flip", g)
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(model(xb), y.index_select(0, idx)).backward()
             opt.step()

@@ -1,7 +1,7 @@
 """NEB step cost: loop vs vmap vs auto-chosen mode, against the floor of N plain training steps.
 
-For each network and number of interior pivots N, one full :class:`nobarriers.neb.NEBStep` step
-(redistribution, losses and gradients of all pivots on one common batch, tangents, projection,
+For each network and number of interior pivots N, one full :class:`~nobarriers.engine.neb.NEBStep`
+step (redistribution, losses and gradients of all pivots on one common batch, tangents, projection,
 SGD update) is timed in each energy mode, interleaved with the floor: N x one plain training step
 (forward + backward + SGD step of the ``nn.Module``) on the same batch. Medians of ``--repeats``
 interleaved rounds. ``auto`` is timed including which mode it picked and its one-off calibration.
@@ -29,11 +29,11 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import interleaved, job_runtime, machine, table  # noqa: E402
 
-from nobarriers.autoneb_config import NEBSettings  # noqa: E402
-from nobarriers.model_energy import ModelEnergy  # noqa: E402
+from nobarriers.engine.model_energy import ModelEnergy  # noqa: E402
+from nobarriers.engine.neb import NEBStep  # noqa: E402
 from nobarriers.models import build_model  # noqa: E402
-from nobarriers.neb import NEBStep  # noqa: E402
-from nobarriers.path_geometry import initial_path  # noqa: E402
+from nobarriers.nn.path_geometry import initial_path  # noqa: E402
+from nobarriers.settings.autoneb_config import NEBSettings  # noqa: E402
 
 NETS = {  # name: (arch, input shape, samples, default batch)
     "mlp-32": ("mlp-32", (1, 8, 8), 1437, 256),

@@ -1,8 +1,8 @@
 """Training throughput: tensor-resident data + batched augmentation vs a torchvision DataLoader.
 
-* **tensors** (what ``nobarriers.train`` does): the whole training set is one float tensor on the
+* **tensors** (what ``engine.train`` does): the whole training set is one float tensor on the
   device; a mini-batch is ``index_select`` of a random permutation slice, augmented in one batched
-  call (:func:`nobarriers.data.augment_batch`: 4-px pad + random crop + flip for CIFAR).
+  call (:func:`nobarriers.nn.batches.augment_batch`: 4-px pad + random crop + flip for CIFAR).
 * **DataLoader**: the usual torchvision pipeline, uint8 HWC images turned into PIL images and
   transformed sample by sample (``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``,
   ``ToTensor``, ``Normalize``; digits: ``ToTensor`` + ``Normalize``), collated by a
@@ -32,8 +32,9 @@ from torchvision import transforms
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import interleaved, job_runtime, machine, table  # noqa: E402
 
-from nobarriers.data import augment_batch, load_dataset  # noqa: E402
+from nobarriers.datasets import load_dataset
 from nobarriers.models import build_model  # noqa: E402
+from nobarriers.nn.batches import augment_batch  # noqa: E402
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -74,7 +75,7 @@ def setups(args):
             transforms.Normalize((0.5,) * 3, (0.25,) * 3),
         ]
     )
-    out.append(("cifar resnet-20", "resnet-20", xc, yc, u8c, aug, "cifar", 128, None))
+    out.append(("cifar resnet-20", "resnet-20", xc, yc, u8c, aug, "crop_flip", 128, None))
     return out
 
 

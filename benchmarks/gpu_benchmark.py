@@ -1,6 +1,6 @@
 """GPU benchmark (one command, < 8 minutes on one H100): ResNet-20 on CIFAR-shaped tensors.
 
-1. NEB step (full :class:`nobarriers.neb.NEBStep` step) loop vs vmap at N = 8, 16, 32 interior
+1. NEB step (a full :class:`~nobarriers.engine.neb.NEBStep`) loop vs vmap at N = 8, 16, 32 interior
    pivots, batch 512 (the paper's), each with channels_last and bf16 autocast off/on, against the
    floor N x one plain training step (fp32); ``auto``'s pick is reported for the fp32 setting; the
    fp32 loop also with ``endpoint_losses="once"`` (no endpoint forward passes).
@@ -27,12 +27,12 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import interleaved, machine, table  # noqa: E402
 
-from nobarriers.autoneb_config import NEBSettings  # noqa: E402
-from nobarriers.data import augment_batch  # noqa: E402
-from nobarriers.model_energy import ModelEnergy  # noqa: E402
+from nobarriers.engine.model_energy import ModelEnergy  # noqa: E402
+from nobarriers.engine.neb import NEBStep  # noqa: E402
 from nobarriers.models import build_model  # noqa: E402
-from nobarriers.neb import NEBStep  # noqa: E402
-from nobarriers.path_geometry import initial_path  # noqa: E402
+from nobarriers.nn.batches import augment_batch  # noqa: E402
+from nobarriers.nn.path_geometry import initial_path  # noqa: E402
+from nobarriers.settings.autoneb_config import NEBSettings  # noqa: E402
 
 OPTIONS = [(False, False), (True, False), (False, True), (True, True)]  # channels_last, bf16
 
@@ -124,7 +124,7 @@ def train_rows(args, device, deadline):
         def steps(model=model, opt=opt, cl=cl, ctx=ctx):
             for _ in range(args.train_steps):
                 idx = torch.randint(0, x.shape[0], (128,), device=device, generator=gen)
-                xb = augment_batch(x.index_select(0, idx), "cifar", gen)
+                xb = augment_batch(x.index_select(0, idx), "crop_flip", gen)
                 if cl:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 with ctx():

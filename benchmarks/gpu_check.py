@@ -29,15 +29,15 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, sync, table  # noqa: E402
 
-from nobarriers.autoneb import run_autoneb  # noqa: E402
-from nobarriers.autoneb_config import AutoNEBConfig, Cycle, NEBSettings  # noqa: E402
-from nobarriers.data import load_dataset  # noqa: E402
-from nobarriers.evaluate import saddle_curve  # noqa: E402
-from nobarriers.model_energy import ModelEnergy  # noqa: E402
+from nobarriers.datasets import load_dataset  # noqa: E402
+from nobarriers.engine.autoneb import run_autoneb  # noqa: E402
+from nobarriers.engine.evaluate import saddle_curve  # noqa: E402
+from nobarriers.engine.model_energy import ModelEnergy  # noqa: E402
+from nobarriers.engine.neb import NEBStep  # noqa: E402
 from nobarriers.models import build_model  # noqa: E402
-from nobarriers.neb import NEBStep  # noqa: E402
-from nobarriers.path_geometry import initial_path  # noqa: E402
-from nobarriers.points import point_of, recompute_bn_statistics  # noqa: E402
+from nobarriers.nn.path_geometry import initial_path  # noqa: E402
+from nobarriers.nn.points import point_of, recompute_bn_statistics  # noqa: E402
+from nobarriers.settings.autoneb_config import AutoNEBConfig, Cycle, NEBSettings  # noqa: E402
 
 PAPER_STEPS = 16_000
 

@@ -1,4 +1,5 @@
 import os
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -6,14 +7,15 @@ from snakemake.exceptions import IncompleteCheckpointException
 from snakemake.io import checkpoint_target
 from snakemake.logging import logger
 
-from nobarriers.config import (
+from nobarriers.settings.config import (
     WorkflowConfig,
     check_cluster_settings,
     stage_hash,
     stage_settings,
 )
 from nobarriers.formats.records import LandscapeRecord, RoundRecord
-from nobarriers.results_lock import hold_results_lock
+from nobarriers.core.results_lock import hold_results_lock
+from nobarriers.stages.checks import check_user_models
 from nobarriers.stages.common import longest_cycle
 
 # Validate before any job is planned; fills the schema's defaults into `config` in place.
@@ -43,11 +45,16 @@ ROWS = SETTINGS.selected_rows()
 if workflow.is_main_process:  # once, at start-up: what each row runs with, and why
     for dataset, arch in ROWS:
         logger.info(f"nobarriers settings of {SETTINGS.summary(dataset, arch)}")
+    # a user's network against its dataset (imports torch only for such rows)
+    check_user_models(SETTINGS, ROWS)
+
+# rows whose minima were trained elsewhere (rows[k].minima): rule import_minimum, not training
+IMPORTED_ROWS = [(d, a) for d, a in ROWS if SETTINGS.imported_files(d, a) is not None]
 
 
 wildcard_constraints:
-    dataset="[a-z0-9]+",
-    arch="[a-z0-9-]+",
+    dataset="[A-Za-z0-9][A-Za-z0-9_-]*",
+    arch="[A-Za-z0-9][A-Za-z0-9_-]*",
     seed=r"\d+",
     a=r"\d+",
     b=r"\d+",
@@ -61,6 +68,36 @@ def row_settings(stage):
     return lambda wildcards: stage_settings(
         SETTINGS.row(wildcards.dataset, wildcards.arch), stage
     )
+
+
+def row_of(wildcards):
+    """(dataset, arch) of a job whose rule has one ``row`` wildcard ("dataset/arch")."""
+    return tuple(wildcards.row.split("/", 1))
+
+
+def imported_rows_regex():
+    """The ``row`` wildcard of import_minimum: exactly the rows that import their minima."""
+    names = [re.escape(f"{d}/{a}") for d, a in IMPORTED_ROWS]
+    return "|".join(names) if names else "(?!)"
+
+
+def imported_source(wildcards):
+    """The file a row's minimum ``seed`` is imported from (minimum k: seed seed_base + k)."""
+    dataset, arch = row_of(wildcards)
+    files = SETTINGS.imported_files(dataset, arch)
+    return files[SETTINGS.row(dataset, arch)["seeds"].index(int(wildcards.seed))]
+
+
+def dataset_inputs(wildcards):
+    """Files a dataset is read from that the workflow watches (a user's .npz)."""
+    return SETTINGS.dataset_source(wildcards.dataset).inputs()
+
+
+def dataset_identity(wildcards):
+    """What identifies a user's dataset (its file's checksum, its loader and options); {} for a
+    built-in one. A changed identity re-prepares it, and everything downstream follows.
+    """
+    return SETTINGS.dataset_identity(wildcards.dataset)
 
 
 def job_runtime(rule):

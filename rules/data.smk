@@ -4,6 +4,8 @@ localrules:
 
 
 rule prepare_dataset:
+    input:
+        dataset_inputs,
     output:
         f"{RESULTS}/data/{{dataset}}.json",
     log:
@@ -14,5 +16,7 @@ rule prepare_dataset:
     resources:
         runtime=60,
         mem_mb=4000,
+    params:
+        identity=dataset_identity,
     script:
         "../workflow/scripts/prepare_dataset.py"

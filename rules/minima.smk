@@ -20,3 +20,35 @@ rule train_minimum:
         checkpoint=f"{RESULTS}/{{dataset}}/{{arch}}/minima/{{seed}}.ckpt",
     script:
         "../workflow/scripts/train_minimum.py"
+
+
+# rows[k].minima: minima trained elsewhere become minimum files of the row (exact BatchNorm
+# statistics and metrics on the row's data); only those rows match the `row` wildcard.
+ruleorder: import_minimum > train_minimum
+
+
+rule import_minimum:
+    input:
+        dataset=lambda wildcards: f"{RESULTS}/data/{row_of(wildcards)[0]}.json",
+        source=imported_source,
+    output:
+        f"{RESULTS}/{{row}}/minima/{{seed}}.safetensors",
+    log:
+        f"{RESULTS}/logs/{{row}}/import/{{seed}}.log",
+    wildcard_constraints:
+        row=imported_rows_regex(),
+    conda:
+        CONDA_ENV
+    threads: config["threads"]["evaluate"]
+    resources:
+        **device_resources(),
+        runtime=lambda wildcards: SETTINGS.job_resources(
+            *row_of(wildcards), "evaluate_path"
+        )["runtime"],
+        mem_mb=lambda wildcards: SETTINGS.job_resources(
+            *row_of(wildcards), "train_minimum"
+        )["mem_mb"],
+    params:
+        row=lambda wildcards: stage_settings(SETTINGS.row(*row_of(wildcards)), "minima"),
+    script:
+        "../workflow/scripts/import_minimum.py"

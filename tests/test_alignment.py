@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nobarriers import alignment
-from nobarriers.alignment import (
+from nobarriers.core.errors import AlignmentError
+from nobarriers.engine import alignment
+from nobarriers.engine.alignment import (
     Segment,
     align,
     apply_permutation,
@@ -18,7 +19,6 @@ from nobarriers.alignment import (
     permutation_spec,
     weight_matching,
 )
-from nobarriers.errors import AlignmentError
 from nobarriers.models import build_model
 
 FAMILIES = [

@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from nobarriers.autoneb import run_autoneb
-from nobarriers.autoneb_config import AutoNEBConfig, Cycle, paper_schedule
-from nobarriers.energy import Energy, FunctionEnergy
-from nobarriers.errors import ConfigError, DivergenceError
-from nobarriers.insertion import insert_pivots, select_insertions
-from nobarriers.model_energy import ModelEnergy
+from nobarriers.core.errors import ConfigError, DivergenceError
+from nobarriers.engine.autoneb import run_autoneb
+from nobarriers.engine.energy import Energy, FunctionEnergy
+from nobarriers.engine.insertion import insert_pivots, select_insertions
+from nobarriers.engine.model_energy import ModelEnergy
+from nobarriers.settings.autoneb_config import AutoNEBConfig, Cycle, paper_schedule
 
 # ---- analytic surfaces ------------------------------------------------------------------------
 
@@ -278,7 +278,7 @@ def test_divergence_names_cycle_and_step_and_keeps_last_good_state(tmp_path):
 def test_optimizer_list_of_the_schema_matches_torch():
     # the schema states the optimisers once; torch.optim's classes minus those that cannot run
     # NEB (a closure, sparse gradients) must be exactly that list
-    from nobarriers.autoneb_config import OPTIMIZERS
+    from nobarriers.settings.autoneb_config import OPTIMIZERS
 
     unusable = {"Optimizer", "LBFGS", "SparseAdam"}
     in_torch = sorted(

@@ -15,8 +15,8 @@ import torch
 import yaml
 
 from nobarriers.cli import main
-from nobarriers.config import WorkflowConfig, stage_settings
 from nobarriers.formats.pathfile import read_path
+from nobarriers.settings.config import WorkflowConfig, stage_settings
 from nobarriers.stages import minima
 from nobarriers.stages.compute import JobRuntime
 

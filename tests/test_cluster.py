@@ -20,9 +20,9 @@ import yaml
 from snakemake_executor_plugin_slurm.utils import set_gres_string
 from test_workflow import TINY, snakemake
 
-from nobarriers.config import WorkflowConfig
-from nobarriers.errors import ConfigError, DeviceError
+from nobarriers.core.errors import ConfigError, DeviceError
 from nobarriers.formats.pathfile import read_path
+from nobarriers.settings.config import WorkflowConfig
 from nobarriers.stages.common import longest_cycle
 from nobarriers.stages.compute import JobRuntime, requested_gpus
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nobarriers.config import WorkflowConfig, stage_hash
-from nobarriers.errors import ConfigError
+from nobarriers.core.errors import ConfigError
+from nobarriers.settings.config import WorkflowConfig, stage_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,14 +126,18 @@ def test_stage_hashes_follow_the_settings_they_depend_on():
 
 def test_selection_by_dataset_and_architecture(tmp_path):
     config = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
-    config["datasets"] = ["cifar100"]
-    config["architectures"] = ["resnet-20", "cnn-12"]
+    config["select"] = {"datasets": ["cifar100"], "architectures": ["resnet-20", "cnn-12"]}
     assert WorkflowConfig(config).selected_rows() == [
         ("cifar100", "cnn-12"),
         ("cifar100", "resnet-20"),
     ]
-    config["architectures"] = ["cnn-13"]
+    config["select"]["architectures"] = ["cnn-13"]
     with pytest.raises(ConfigError, match="matches no row"):
+        WorkflowConfig(config)
+    # the old top-level keys now mean something else: a list is refused, naming the key
+    config = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    config["architectures"] = ["resnet-20"]
+    with pytest.raises(ConfigError, match="architectures: unknown key"):
         WorkflowConfig(config)
 
 

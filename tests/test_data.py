@@ -1,5 +1,5 @@
 """Datasets: CIFAR loaders on generated archives in CIFAR's own format, offline errors,
-batched augmentation, minibatch iteration, the digits split."""
+batched augmentation, the digits split."""
 
 import tarfile
 import urllib.error
@@ -10,8 +10,9 @@ import torch
 import torchvision.datasets.utils as tv_utils
 from cifar_archive import md5, write_cifar_archive, write_cifar_folder
 
-from nobarriers import data
-from nobarriers.errors import ConfigError, FileFormatError, NoBarriersError
+from nobarriers.core.errors import ConfigError, DatasetUnavailable, FileFormatError, NoBarriersError
+from nobarriers.datasets import load_dataset, prepare_dataset
+from nobarriers.nn.batches import augment_batch
 
 torch.set_num_threads(1)
 
@@ -23,8 +24,8 @@ def _write_cifar(root, name, per_file=4, seed=0):
 @pytest.mark.parametrize("name, n_train, n_test", [("cifar10", 20, 4), ("cifar100", 4, 4)])
 def test_cifar_loader_on_generated_files(tmp_path, name, n_train, n_test):
     _, checksums, images = _write_cifar(tmp_path, name)
-    ds = data.load_dataset(name, tmp_path, checksums=checksums)
-    assert ds.name == name and ds.augment == "cifar" and ds.input_shape == (3, 32, 32)
+    ds = load_dataset(name, tmp_path, checksums=checksums)
+    assert ds.name == name and ds.augment == "crop_flip" and ds.input_shape == (3, 32, 32)
     assert ds.num_classes == (10 if name == "cifar10" else 100)
     assert ds.x_train.shape == (n_train, 3, 32, 32) and ds.x_train.dtype == torch.float32
     assert ds.x_test.shape == (n_test, 3, 32, 32)
@@ -46,20 +47,20 @@ def test_cifar_md5_check_is_kept(tmp_path):
     folder, checksums, _ = _write_cifar(tmp_path, "cifar10")
     # torchvision's own md5s of the real files do not match the generated files
     with pytest.raises(FileFormatError) as err:
-        data.load_dataset("cifar10", tmp_path)
+        load_dataset("cifar10", tmp_path)
     assert "md5 mismatch" in str(err.value) and "data_batch_1" in str(err.value)
     # a corrupted file fails the (replaced) check as well
     (folder / "data_batch_3").write_bytes(b"garbage")
     with pytest.raises(FileFormatError, match="data_batch_3 md5 mismatch"):
-        data.load_dataset("cifar10", tmp_path, checksums=checksums)
+        load_dataset("cifar10", tmp_path, checksums=checksums)
     (folder / "data_batch_3").unlink()
     with pytest.raises(FileFormatError, match="data_batch_3 missing"):
-        data.load_dataset("cifar10", tmp_path, verify=False)
+        load_dataset("cifar10", tmp_path, verify=False)
 
 
 def test_cifar_missing_says_where_to_put_it(tmp_path):
-    with pytest.raises(data.DatasetUnavailable) as err:
-        data.load_dataset("cifar100", tmp_path)
+    with pytest.raises(DatasetUnavailable) as err:
+        load_dataset("cifar100", tmp_path)
     msg = str(err.value)
     assert str(tmp_path / "cifar-100-python.tar.gz") in msg
     assert str(tmp_path / "cifar-100-python") in msg
@@ -74,25 +75,25 @@ def no_network(monkeypatch):
 
 
 def test_prepare_dataset_without_network(tmp_path, no_network):
-    with pytest.raises(data.DatasetUnavailable) as err:
-        data.prepare_dataset("cifar10", tmp_path)
+    with pytest.raises(DatasetUnavailable) as err:
+        prepare_dataset("cifar10", tmp_path)
     msg = str(err.value)
     assert isinstance(err.value, NoBarriersError)
     assert "could not download" in msg and "network is unreachable" in msg
     assert str(tmp_path / "cifar-10-python.tar.gz") in msg
     assert str(tmp_path / "cifar-10-batches-py") in msg
-    data.prepare_dataset("digits", tmp_path)  # bundled: nothing to download
+    prepare_dataset("digits", tmp_path)  # bundled: nothing to download
 
 
 def test_prepare_dataset_uses_a_placed_archive_offline(tmp_path, no_network):
     archive, checksums, images = write_cifar_archive(tmp_path / "data", "cifar10")
-    data.prepare_dataset("cifar10", archive.parent, checksums=checksums)
-    ds = data.load_dataset("cifar10", archive.parent, checksums=checksums)
+    prepare_dataset("cifar10", archive.parent, checksums=checksums)
+    ds = load_dataset("cifar10", archive.parent, checksums=checksums)
     assert ds.y_test.tolist() == images["test"][1].tolist()
     # a second call finds the verified folder and leaves it alone
     folder = archive.parent / "cifar-10-batches-py"
     stamp = folder.stat().st_mtime_ns
-    data.prepare_dataset("cifar10", archive.parent, checksums=checksums)
+    prepare_dataset("cifar10", archive.parent, checksums=checksums)
     assert folder.stat().st_mtime_ns == stamp
 
 
@@ -105,7 +106,7 @@ def test_archive_with_a_wrong_checksum_is_refused_and_nothing_written(tmp_path, 
     with open(archive, "ab") as f:
         f.write(b"\0")  # one byte more: another md5
     with pytest.raises(FileFormatError) as err:
-        data.prepare_dataset("cifar10", tmp_path, checksums=checksums)
+        prepare_dataset("cifar10", tmp_path, checksums=checksums)
     assert str(archive) in str(err.value) and "md5" in str(err.value)
     assert "delete it" in str(err.value)
     assert _leftovers(tmp_path) == []
@@ -117,7 +118,7 @@ def test_truncated_archive_is_refused_and_nothing_half_written(tmp_path, no_netw
     # even with the truncated archive's own md5 expected, extraction fails on a cut member
     checksums = {**checksums, archive.name: md5(archive)}
     with pytest.raises(FileFormatError) as err:
-        data.prepare_dataset("cifar10", tmp_path, checksums=checksums)
+        prepare_dataset("cifar10", tmp_path, checksums=checksums)
     assert str(archive) in str(err.value) and "truncated or damaged member" in str(err.value)
     assert _leftovers(tmp_path) == []  # no half-extracted folder
 
@@ -130,17 +131,15 @@ def test_archive_with_a_damaged_member_is_refused(tmp_path, no_network):
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname=folder.name)
     with pytest.raises(FileFormatError, match="data_batch_2 md5 mismatch"):
-        data.prepare_dataset(
-            "cifar10", tmp_path, checksums={**checksums, archive.name: md5(archive)}
-        )
+        prepare_dataset("cifar10", tmp_path, checksums={**checksums, archive.name: md5(archive)})
     assert _leftovers(tmp_path) == ["src"]
 
 
 def test_unknown_dataset():
     with pytest.raises(ConfigError, match="cifar10, cifar100, digits"):
-        data.load_dataset("mnist", "/nonexistent")
+        load_dataset("mnist", "/nonexistent")
     with pytest.raises(ConfigError, match="cifar10, cifar100, digits"):
-        data.prepare_dataset("imagenet", "/nonexistent")
+        prepare_dataset("imagenet", "/nonexistent")
 
 
 def _identify(x, out, p):
@@ -169,7 +168,7 @@ def _identify(x, out, p):
 def test_augment_is_a_padded_crop_and_flip_of_each_sample():
     n, c, h, w = 300, 2, 6, 6
     x = torch.arange(1, n * c * h * w + 1, dtype=torch.float32).reshape(n, c, h, w)
-    out = data.augment_batch(x, "cifar", torch.Generator().manual_seed(0))
+    out = augment_batch(x, "crop_flip", torch.Generator().manual_seed(0))
     assert out.shape == x.shape and out.dtype == x.dtype
     found = _identify(x, out, 4)
     dys, dxs, flips = zip(*found, strict=True)
@@ -181,7 +180,7 @@ def test_augment_moves_a_known_pixel_predictably():
     # all-zero images with one marked pixel; a 32×32 image like CIFAR
     x = torch.zeros(64, 3, 32, 32)
     x[:, 1, 10, 20] = 1.0
-    out = data.augment_batch(x, "cifar", torch.Generator().manual_seed(1))
+    out = augment_batch(x, "crop_flip", torch.Generator().manual_seed(1))
     ones = out.nonzero()
     assert (ones[:, 1] == 1).all() and len(ones) == 64  # offsets <= 4 px keep the pixel inside
     for i, (dy, dx, flip) in enumerate(_identify(x[:16], out[:16], 4)):
@@ -193,43 +192,26 @@ def test_augment_moves_a_known_pixel_predictably():
 
 def test_augment_determinism_and_none():
     x = torch.randn(16, 3, 32, 32)
-    a = data.augment_batch(x, "cifar", torch.Generator().manual_seed(5))
-    b = data.augment_batch(x, "cifar", torch.Generator().manual_seed(5))
-    c = data.augment_batch(x, "cifar", torch.Generator().manual_seed(6))
+    a = augment_batch(x, "crop_flip", torch.Generator().manual_seed(5))
+    b = augment_batch(x, "crop_flip", torch.Generator().manual_seed(5))
+    c = augment_batch(x, "crop_flip", torch.Generator().manual_seed(6))
     assert torch.equal(a, b) and not torch.equal(a, c)
-    assert data.augment_batch(x, "none", None) is x
-    with pytest.raises(ConfigError, match="cifar, none"):
-        data.augment_batch(x, "autoaugment", None)
+    assert augment_batch(x, "none", None) is x
+    with pytest.raises(ConfigError, match="crop_flip, none"):
+        augment_batch(x, "autoaugment", None)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_augment_on_cuda_matches_cpu_with_a_cpu_generator():
     x = torch.randn(32, 3, 32, 32)
-    cpu = data.augment_batch(x, "cifar", torch.Generator().manual_seed(2))
-    gpu = data.augment_batch(x.cuda(), "cifar", torch.Generator().manual_seed(2))
+    cpu = augment_batch(x, "crop_flip", torch.Generator().manual_seed(2))
+    gpu = augment_batch(x.cuda(), "crop_flip", torch.Generator().manual_seed(2))
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu)
 
 
-def test_iterate_minibatches():
-    x = torch.arange(10.0)[:, None]
-    y = torch.arange(10)
-    batches = list(data.iterate_minibatches(x, y, 4, torch.Generator().manual_seed(0)))
-    assert [len(b[1]) for b in batches] == [4, 4, 2]
-    seen = torch.cat([b[1] for b in batches])
-    assert sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))
-    for xb, yb in batches:
-        assert torch.equal(xb[:, 0].long(), yb)
-    again = list(data.iterate_minibatches(x, y, 4, torch.Generator().manual_seed(0)))
-    assert all(torch.equal(a[1], b[1]) for a, b in zip(batches, again, strict=True))
-    dropped = list(data.iterate_minibatches(x, y, 4, torch.Generator().manual_seed(0), True))
-    assert [len(b[1]) for b in dropped] == [4, 4]
-    idx = list(data.index_batches(10, 3, torch.Generator().manual_seed(0), drop_last=True))
-    assert [len(i) for i in idx] == [3, 3, 3]
-
-
 def test_digits_split_and_normalisation():
-    ds = data.load_dataset("digits")
+    ds = load_dataset("digits")
     assert ds.input_shape == (1, 8, 8) and ds.augment == "none" and ds.num_classes == 10
     assert ds.x_train.shape == (1437, 1, 8, 8) and ds.x_test.shape == (360, 1, 8, 8)
     assert ds.x_train.dtype == torch.float32 and ds.y_train.dtype == torch.int64
@@ -237,7 +219,7 @@ def test_digits_split_and_normalisation():
     counts = torch.bincount(ds.y_test, minlength=10)
     assert counts.min() >= 35 and counts.max() <= 37
     # fixed: a second load gives the same split
-    again = data.load_dataset("digits")
+    again = load_dataset("digits")
     assert torch.equal(again.x_test, ds.x_test) and torch.equal(again.y_train, ds.y_train)
     flat = ds.x_train.reshape(1437, 64).double()
     torch.testing.assert_close(
@@ -251,8 +233,7 @@ def test_digits_split_and_normalisation():
 
 
 def test_digits_cache_gives_the_same_dataset_and_refuses_garbage(tmp_path):
-    from nobarriers.data import DIGITS_CACHE, load_dataset, prepare_dataset
-    from nobarriers.errors import FileFormatError
+    from nobarriers.datasets.builtin.digits import CACHE as DIGITS_CACHE
 
     fresh = load_dataset("digits")
     prepare_dataset("digits", tmp_path)

@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nobarriers.energy import FunctionEnergy
-from nobarriers.errors import ConfigError
-from nobarriers.linear_chain import LinearChain
-from nobarriers.model_energy import ModelEnergy
-from nobarriers.points import load_point, point_of
+from nobarriers.core.errors import ConfigError
+from nobarriers.engine.energy import FunctionEnergy
+from nobarriers.engine.linear_chain import LinearChain
+from nobarriers.engine.model_energy import ModelEnergy
+from nobarriers.nn.points import load_point, point_of
 
 
 def mlp():
@@ -152,7 +152,7 @@ def test_losses_without_batch_average_the_training_set():
 
 
 def test_evaluation_losses_use_fixed_subset_and_exact_bn():
-    from nobarriers.points import evaluate_model, recompute_bn_statistics
+    from nobarriers.nn.points import evaluate_model, recompute_bn_statistics
 
     x, y = data((2, 6, 6), n=30)
     energy = ModelEnergy(bn_cnn(), x, y, batch_size=8, mode="loop")

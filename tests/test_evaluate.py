@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nobarriers.errors import ConfigError
-from nobarriers.evaluate import evaluate_line, evaluate_path, evaluate_point, saddle
-from nobarriers.points import evaluate_model, load_point, point_of, recompute_bn_statistics
+from nobarriers.core.errors import ConfigError
+from nobarriers.engine.evaluate import evaluate_line, evaluate_path, evaluate_point, saddle
+from nobarriers.nn.points import evaluate_model, load_point, point_of, recompute_bn_statistics
 
 
 def one_bn_net():
@@ -227,7 +227,7 @@ def test_evaluate_line_endpoints():
 
 
 def test_saddle_curves_of_all_pairs_are_measured_on_the_same_images(monkeypatch):
-    from nobarriers import evaluate as module
+    from nobarriers.engine import evaluate as module
 
     data = tiny_data()
     seen = []
@@ -256,7 +256,7 @@ def test_subset_noise_cannot_rank_a_pair_above_an_equal_one():
     # two pairs whose paths are the SAME points: AutoNEB's insertion estimate uses a subset drawn
     # with each pair's own seed and gives them different saddles, so one would rank above the
     # other in the MST; the weights measure both on the same data and tie exactly
-    from nobarriers.model_energy import ModelEnergy
+    from nobarriers.engine.model_energy import ModelEnergy
 
     data = tiny_data()
     model = one_bn_net()
@@ -266,7 +266,7 @@ def test_subset_noise_cannot_rank_a_pair_above_an_equal_one():
     estimate_1 = energy.evaluation_losses(pivots, subset_size=8, seed=1_000_004).max()
     estimate_2 = energy.evaluation_losses(pivots, subset_size=8, seed=2_000_011).max()
     assert abs(float(estimate_1 - estimate_2)) > 1e-3  # subset noise between the two "pairs"
-    from nobarriers.evaluate import saddle_curve
+    from nobarriers.engine.evaluate import saddle_curve
 
     w1 = saddle_curve(one_bn_net(), pivots, data, n_between=1, subset=8)["train_loss"].max()
     w2 = saddle_curve(one_bn_net(), pivots, data, n_between=1, subset=8)["train_loss"].max()
@@ -274,7 +274,7 @@ def test_subset_noise_cannot_rank_a_pair_above_an_equal_one():
 
 
 def test_arc_positions_on_a_known_polyline():
-    from nobarriers.path_geometry import arc_positions
+    from nobarriers.nn.path_geometry import arc_positions
 
     pivots = torch.tensor([[0.0, 0.0], [3.0, 0.0], [3.0, 4.0]])  # segments 3 and 4, length 7
     t = arc_positions(pivots, [0.0, 3 / 7, 0.5, 1.0])
@@ -284,9 +284,9 @@ def test_arc_positions_on_a_known_polyline():
 def test_path_ensembles_equal_a_hand_computation():
     """Three pivots of a tiny BatchNorm-free net on four test samples: the K-model ensembles
     (evenly spaced in arc length) against probabilities averaged by hand."""
-    from nobarriers.evaluate import path_ensembles
+    from nobarriers.engine.evaluate import path_ensembles
     from nobarriers.models import build_model
-    from nobarriers.points import load_point
+    from nobarriers.nn.points import load_point
 
     torch.manual_seed(0)
     model = build_model("mlp-3", 3, (2,))

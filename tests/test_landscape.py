@@ -11,8 +11,8 @@ import pytest
 from scipy.cluster.hierarchy import cophenet, linkage
 from scipy.spatial.distance import squareform
 
-from nobarriers.errors import ConfigError
-from nobarriers.landscape import (
+from nobarriers.core.errors import ConfigError
+from nobarriers.engine.landscape import (
     exploration_done,
     linkage_matrix,
     minimum_spanning_tree,

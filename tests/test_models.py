@@ -1,11 +1,19 @@
-"""Model zoo: exact parameter counts, forward/backward of every paper architecture, name errors."""
+"""Model catalogue: the registry of families, exact parameter counts, forward/backward of every
+paper architecture, name errors, a family added as one file."""
+
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
 
-from nobarriers.errors import ConfigError
-from nobarriers.model_names import MODEL_NAMES, PATTERNS, describe
-from nobarriers.models import build_model, parameter_count
+from nobarriers import models
+from nobarriers.core.errors import ConfigError
+from nobarriers.models import build_model, describe, parameter_count
+
+MODEL_NAMES = models.paper_names()
+PATTERNS = models.patterns()
 
 torch.set_num_threads(1)
 
@@ -155,3 +163,63 @@ def test_unknown_names(name):
 def test_invalid_configurations(name, shape):
     with pytest.raises(ConfigError, match=name.split("-")[0]):
         build_model(name, 10, shape)
+
+
+def test_the_registry_is_the_families_folder():
+    assert set(models.families()) == {"cnn", "resnet", "densenet", "mlp"}
+    assert describe("mlp-8x2")["family"] == "mlp" and describe("cnn-4")["label"] == "CNN-4"
+
+
+def test_a_family_is_one_file(tmp_path, monkeypatch):
+    """A family module dropped into the families package is found by name, builds, labels its
+    rows, brings its recipe and groups its resources -- with no edit anywhere else."""
+    from nobarriers.report.labels import arch_family, arch_label
+    from nobarriers.settings import recipes
+    from nobarriers.settings.config import WorkflowConfig
+
+    (tmp_path / "wide.py").write_text(
+        textwrap.dedent("""
+        from nobarriers.models.family import HE_ET_AL_RECIPE, ModelFamily
+
+        def build(params, num_classes, input_shape):
+            import math
+            from torch import nn
+            features = math.prod(input_shape)
+            return nn.Sequential(nn.Flatten(), nn.Linear(features, params["width"]), nn.ReLU(),
+                                 nn.Linear(params["width"], num_classes))
+
+        FAMILY = ModelFamily(
+            name="wide", patterns=("wide-{W}",), regex=r"wide-(\\d+)",
+            parse=lambda m: {"width": int(m[1])}, label=lambda p: f"Wide-{p['width']}",
+            summary=lambda p: "one wide layer", recipe={**HE_ET_AL_RECIPE, "epochs": 7},
+            build=build)
+    """)
+    )
+    monkeypatch.setattr(models.families_package, "__path__", [*models.families_package.__path__,
+                                                             str(tmp_path)])  # fmt: skip
+    models.families.cache_clear()
+    try:
+        assert "wide-{W}" in models.patterns()
+        net = build_model("wide-5", 3, (2, 2))
+        assert (
+            net(torch.zeros(4, 2, 2)).shape == (4, 3)
+            and parameter_count(net) == 4 * 5 + 5 + 5 * 3 + 3
+        )
+        assert arch_label("wide-5") == "Wide-5" and arch_family("wide-5") == "wide"
+        assert recipes.built_in_recipes()["wide"]["epochs"] == 7
+        settings = WorkflowConfig({"rows": [{"dataset": "cifar10", "arch": "wide-5"}],
+                                   "resources": {"families": {"wide": {"autoneb_path": {
+                                       "runtime": 33}}}}})  # fmt: skip
+        assert settings.row("cifar10", "wide-5")["recipe"]["epochs"] == 7
+        assert settings.job_resources("cifar10", "wide-5", "autoneb_path")["runtime"] == 33
+    finally:
+        models.families.cache_clear()
+
+
+def test_checking_names_imports_no_torch():
+    code = (
+        "import sys; from nobarriers import models; models.describe('resnet-20'); "
+        "models.check_model_name('densenet-bc-100-12'); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

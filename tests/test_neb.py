@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from nobarriers import path_geometry
-from nobarriers.autoneb_config import OPTIMIZERS, NEBSettings
-from nobarriers.energy import FunctionEnergy
-from nobarriers.errors import ConfigError, DivergenceError
-from nobarriers.neb import NEBStep, run_neb
-from nobarriers.optim import make_optimizer
-from nobarriers.path_geometry import project, redistribute, tangents
+from nobarriers.core.errors import ConfigError, DivergenceError
+from nobarriers.engine.energy import FunctionEnergy
+from nobarriers.engine.neb import NEBStep, run_neb
+from nobarriers.engine.optim import make_optimizer
+from nobarriers.nn import path_geometry
+from nobarriers.nn.path_geometry import project, redistribute, tangents
+from nobarriers.settings.autoneb_config import OPTIMIZERS, NEBSettings
 
 # A bent chain: tau_plus = (0, 1), tau_minus = (1, 0), so the weights of the two are readable.
 BENT = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
@@ -172,7 +172,7 @@ def test_divergence_names_cycle_and_step():
 def test_common_batch_switch_draws_one_or_one_per_pivot_batches():
     from torch import nn
 
-    from nobarriers.model_energy import ModelEnergy
+    from nobarriers.engine.model_energy import ModelEnergy
 
     torch.manual_seed(0)
     x, y = torch.randn(20, 3), torch.randint(0, 2, (20,))

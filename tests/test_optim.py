@@ -1,9 +1,9 @@
-"""nobarriers.optim.SGD performs torch.optim.SGD's update bit for bit (and resumes identically)."""
+"""nobarriers.engine.optim.SGD: torch.optim.SGD's update bit for bit (and resumes identically)."""
 
 import pytest
 import torch
 
-from nobarriers.optim import SGD
+from nobarriers.engine.optim import SGD
 
 
 def run(opt_class, steps, nesterov, state=None, params=None):

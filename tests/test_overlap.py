@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from nobarriers.errors import ConfigError, NoBarriersError
-from nobarriers.overlap import (
+from nobarriers.core.errors import ConfigError, NoBarriersError
+from nobarriers.engine.overlap import (
     flag_pairs,
     misclassification_overlap,
     overlap_matrix,
@@ -113,10 +113,10 @@ def test_csv_files(tmp_path, predictions):
 
 
 def test_overlap_stage_from_minimum_files(tmp_path, predictions, monkeypatch):
-    from nobarriers.config import stage_hash
-    from nobarriers.data import Dataset
+    from nobarriers.datasets import Dataset
+    from nobarriers.datasets.builtin.digits import DIGITS_RECIPE
     from nobarriers.formats.minimum import write_minimum
-    from nobarriers.recipes import DIGITS_RECIPE
+    from nobarriers.settings.config import stage_hash
     from nobarriers.stages import overlap as stage
 
     row = {"dataset": "digits", "arch": "mlp-1", "recipe": DIGITS_RECIPE}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from nobarriers.errors import FileFormatError
+from nobarriers.core.errors import FileFormatError
 from nobarriers.formats.pathfile import (
     EVALUATION_FORMAT,
     PATH_FORMAT,

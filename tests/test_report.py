@@ -8,7 +8,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from nobarriers.errors import ConfigError, NoBarriersError
+from nobarriers.core.errors import ConfigError, NoBarriersError
 from nobarriers.formats.records import TABLE_B1_COLUMNS
 from nobarriers.report import landscape_figures, path_figures, style, summary_figures
 from nobarriers.report import learning_curves as L

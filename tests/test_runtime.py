@@ -6,15 +6,15 @@ import sys
 import pytest
 import torch
 
-from nobarriers.runtime import configure_runtime
+from nobarriers.nn.runtime import configure_runtime
 
 # twenty NEB steps of a batched MLP (multi-MB activations each step): the page faults they cost
 FAULTS = """
 import resource, sys, torch
 from torch import nn
-from nobarriers.model_energy import ModelEnergy
-from nobarriers.neb import NEBStep
-from nobarriers.runtime import keep_freed_memory
+from nobarriers.engine.model_energy import ModelEnergy
+from nobarriers.engine.neb import NEBStep
+from nobarriers.nn.runtime import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else None
 torch.manual_seed(0)
 net = nn.Sequential(nn.Linear(64, 100), nn.ReLU(), nn.Linear(100, 10))

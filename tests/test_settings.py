@@ -6,11 +6,17 @@ import dataclasses
 
 import pytest
 
-from nobarriers import schema
-from nobarriers.autoneb_config import AutoNEBConfig, EnergySettings, NEBSettings, parse_schedule
-from nobarriers.config import WorkflowConfig
-from nobarriers.errors import ConfigError
-from nobarriers.recipes import DIGITS_RECIPE, RECIPE_KEYS, validate_recipe
+from nobarriers.core.errors import ConfigError
+from nobarriers.datasets.builtin.digits import DIGITS_RECIPE
+from nobarriers.settings import schema
+from nobarriers.settings.autoneb_config import (
+    AutoNEBConfig,
+    EnergySettings,
+    NEBSettings,
+    parse_schedule,
+)
+from nobarriers.settings.config import WorkflowConfig
+from nobarriers.settings.recipes import RECIPE_KEYS, validate_recipe
 
 AUTONEB = schema.definition("autoneb")["properties"]
 RECIPE = schema.definition("recipe")["properties"]

@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nobarriers.config import HEAVY_RULES
+from nobarriers.settings.config import HEAVY_RULES
 
 pytestmark = pytest.mark.slurm
 

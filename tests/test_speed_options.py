@@ -6,12 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from nobarriers.autoneb import run_autoneb
-from nobarriers.autoneb_config import EnergySettings, split_autoneb
-from nobarriers.model_energy import ModelEnergy
-from nobarriers.neb import NEBStep
-from nobarriers.path_geometry import redistribute, tangents
-from nobarriers.recipes import DIGITS_RECIPE, RECIPE_KEYS, RECIPES, validate_recipe
+from nobarriers.datasets.builtin.digits import DIGITS_RECIPE
+from nobarriers.engine.autoneb import run_autoneb
+from nobarriers.engine.model_energy import ModelEnergy
+from nobarriers.engine.neb import NEBStep
+from nobarriers.nn.path_geometry import redistribute, tangents
+from nobarriers.settings.autoneb_config import EnergySettings, split_autoneb
+from nobarriers.settings.recipes import RECIPE_KEYS, built_in_recipes, validate_recipe
 
 # bf16 keeps 8 significant bits: a loss of O(1) is reproduced to about 1e-2 relative, gradients
 # (averaged over the batch) to about 5e-2 of their norm
@@ -108,14 +109,14 @@ def test_speed_options_of_the_autoneb_section_configure_the_energy(cnn_data):
 
 def test_recipe_speed_options_default_false_and_optional():
     assert "channels_last" in RECIPE_KEYS and "autocast_bf16" in RECIPE_KEYS
-    for recipe in RECIPES.values():
+    for recipe in built_in_recipes().values():
         checked = validate_recipe(recipe)
         assert checked["channels_last"] is False and checked["autocast_bf16"] is False
 
 
 def test_training_with_speed_options_close_to_fp32(tmp_path):
-    from nobarriers.data import Dataset
-    from nobarriers.train import train_minimum
+    from nobarriers.datasets import Dataset
+    from nobarriers.engine.train import train_minimum
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(96, 3, 8, 8, generator=g)

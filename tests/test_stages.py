@@ -9,14 +9,15 @@ what one stage promises.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from nobarriers.cli import ALIGNMENT_ATTRS, _text, describe_file
-from nobarriers.config import WorkflowConfig, stage_hash, stage_settings
-from nobarriers.errors import FileFormatError, NoBarriersError
+from nobarriers.core.errors import FileFormatError, NoBarriersError
+from nobarriers.engine.overlap import read_overlap_csv
 from nobarriers.formats.minimum import load_minimum
 from nobarriers.formats.pathfile import read_evaluation, read_path
 from nobarriers.formats.records import (
@@ -26,11 +27,13 @@ from nobarriers.formats.records import (
     RoundRecord,
     TableRow,
 )
-from nobarriers.overlap import read_overlap_csv
 from nobarriers.report.pairs import read_pair_details
 from nobarriers.report.table import read_table_b1
+from nobarriers.settings.config import WorkflowConfig, stage_hash, stage_settings
 from nobarriers.stages import data, evaluation, exploration, minima, overlap, paths, report
 from nobarriers.stages.compute import JobRuntime
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CONFIG = {
     "minima_per_arch": 3,
@@ -285,17 +288,26 @@ def test_path_job_checks_its_endpoints_against_their_files(chain, tmp_path):
     assert not (tmp_path / "0-1.h5").exists() and not (tmp_path / "0-1.state.pt").exists()
 
 
-def test_bookkeeping_jobs_never_import_torch():
-    # the rounds, the landscape and the report run in the main Snakemake process or as short
-    # jobs: without torch they start in a fraction of a second
+def test_planning_and_bookkeeping_never_import_torch():
+    # the start-up (what rules/common.smk imports, the paper config resolved and checked), the
+    # rounds, the landscape and the report run in the main Snakemake process or as short jobs:
+    # without torch they start in a fraction of a second
     import subprocess
     import sys
 
     code = (
         "import sys; import nobarriers.stages.exploration, nobarriers.stages.report; "
-        "from nobarriers.formats.minimum import load_minimum; print('torch' in sys.modules)"
+        "from nobarriers.formats.minimum import load_minimum; "
+        "from nobarriers.settings.config import WorkflowConfig, stage_hash; "
+        "from nobarriers.stages.checks import check_user_models; "
+        "import nobarriers.core.results_lock, nobarriers.formats.records; "
+        "import nobarriers.stages.common; "
+        "s = WorkflowConfig.load('config/paper.yaml'); rows = s.selected_rows(); "
+        "[stage_hash(s.row(*r), 'report') and s.summary(*r) for r in rows]; "
+        "check_user_models(s, rows); print('torch' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=ROOT)  # fmt: skip
     assert out.stdout.strip() == "False"
 
 

@@ -6,20 +6,22 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from nobarriers.data import load_dataset
-from nobarriers.errors import ConfigError, DivergenceError, FileFormatError
+from nobarriers.core.errors import ConfigError, DivergenceError, FileFormatError
+from nobarriers.datasets import load_dataset
+from nobarriers.datasets.builtin.digits import DIGITS_RECIPE
+from nobarriers.engine.train import train_minimum
 from nobarriers.formats.minimum import load_minimum
-from nobarriers.recipes import (
-    DIGITS_RECIPE,
+from nobarriers.report.learning_curves import crossing_epoch
+from nobarriers.settings.recipes import (
     OPTIONAL_RECIPE_KEYS,
-    PAPER_RECIPES,
     RECIPE_KEYS,
+    built_in_recipes,
     lr_at_epoch,
     recipe_for,
     validate_recipe,
 )
-from nobarriers.report.learning_curves import crossing_epoch
-from nobarriers.train import train_minimum
+
+PAPER_RECIPES = {family: built_in_recipes()[family] for family in ("cnn", "resnet", "densenet")}
 
 torch.set_num_threads(1)
 
@@ -34,7 +36,7 @@ def digits():
 @pytest.fixture(scope="module")
 def digits_aug(digits):
     # exercises the augmentation generator in the resume test (crop + flip work on 8x8 too)
-    return dataclasses.replace(digits, augment="cifar")
+    return dataclasses.replace(digits, augment="crop_flip")
 
 
 class ListHandler(logging.Handler):
@@ -57,7 +59,14 @@ def trained(digits, tmp_path_factory):
     logger.setLevel(logging.INFO)
     logger.propagate = False
     metrics = train_minimum(
-        "mlp-32", digits, recipe_for("mlp-32"), 0, out, ckpt, config_hash="abc", log=logger
+        "mlp-32",
+        digits,
+        recipe_for("mlp-32", dataset="digits"),
+        0,
+        out,
+        ckpt,
+        config_hash="abc",
+        log=logger,
     )
     return out, ckpt, metrics, handler.lines
 
@@ -97,7 +106,8 @@ def test_paper_recipes():
     assert recipe_for("densenet-bc-100-12") == validate_recipe(PAPER_RECIPES["densenet"])
     assert recipe_for("cnn-48x2") == validate_recipe(PAPER_RECIPES["cnn"])
     digits = validate_recipe(DIGITS_RECIPE)
-    assert recipe_for("mlp-32") == digits == recipe_for("cnn-8", dataset="digits")
+    assert recipe_for("mlp-32", dataset="digits") == digits == recipe_for("cnn-8", dataset="digits")
+    assert recipe_for("mlp-32") == validate_recipe(PAPER_RECIPES["cnn"])  # He et al.'s
     assert recipe_for("resnet-20", overrides={"epochs": 3})["epochs"] == 3
     # step schedule: /10 after 50 % and 75 % of 136 epochs
     r = PAPER_RECIPES["resnet"]
@@ -146,7 +156,7 @@ def test_digits_minimum(trained, digits):
     assert not ckpt.exists()  # checkpoint removed after the minimum is written
     m = load_minimum(out, expect_arch="mlp-32", expect_dataset="digits", expect_config_hash="abc")
     assert (m.arch, m.dataset, m.seed) == ("mlp-32", "digits", 0)
-    assert m.recipe == recipe_for("mlp-32") and m.config_hash == "abc"
+    assert m.recipe == recipe_for("mlp-32", dataset="digits") and m.config_hash == "abc"
     assert m.num_classes == 10 and m.input_shape == (1, 8, 8)
     for key in ("version", "git_revision", "torch"):
         assert m.provenance[key]
@@ -275,9 +285,9 @@ def test_load_minimum_refuses_bad_files(trained, tmp_path):
 def test_learning_curve_is_measured_like_the_reported_numbers(digits, tmp_path):
     # a BatchNorm net whose running statistics lag behind its weights: the curve entries must be
     # the exact-BN numbers (like Min and Sadd), so that the Epoch column compares like with like
-    from nobarriers.evaluate import evaluate_point
+    from nobarriers.engine.evaluate import evaluate_point
     from nobarriers.models import build_model
-    from nobarriers.points import evaluate_model, point_of
+    from nobarriers.nn.points import evaluate_model, point_of
 
     out, ckpt = tmp_path / "m.st", tmp_path / "m.ckpt"
     seen = []

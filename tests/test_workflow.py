@@ -242,11 +242,11 @@ def test_cifar_format_batchnorm_networks_end_to_end(tmp_path):
     import torch
     from cifar_archive import write_cifar_archive
 
-    from nobarriers.data import load_dataset
+    from nobarriers.datasets import load_dataset
     from nobarriers.formats.minimum import load_minimum
     from nobarriers.formats.pathfile import read_evaluation, read_path
     from nobarriers.models import build_model, parameter_count
-    from nobarriers.points import evaluate_model, recompute_bn_statistics
+    from nobarriers.nn.points import evaluate_model, recompute_bn_statistics
 
     data_dir = tmp_path / "data"
     archive, checksums, _ = write_cifar_archive(data_dir, "cifar10", per_file=24, classes=4)

@@ -45,8 +45,17 @@ def test_code_is_formatted_and_lint_free():
 
     bin_dir = Path(sys.executable).parent
     for cmd in (
-        [str(bin_dir / "ruff"), "check", "src", "tests", "workflow", "benchmarks"],
-        [str(bin_dir / "ruff"), "format", "--check", "src", "tests", "workflow", "benchmarks"],
+        [str(bin_dir / "ruff"), "check", "src", "tests", "workflow", "benchmarks", "examples"],
+        [
+            str(bin_dir / "ruff"),
+            "format",
+            "--check",
+            "src",
+            "tests",
+            "workflow",
+            "benchmarks",
+            "examples",
+        ],
         [str(bin_dir / "snakefmt"), "--check", "Snakefile", "rules"],
     ):
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

@@ -12,40 +12,41 @@ ICML 2018. The public API (see README.md, "Use the engine on your own energy"):
 - storage: :func:`write_path` / :func:`read_path` (HDF5), :func:`load_minimum`
   (:mod:`nobarriers.formats`).
 
-Names are imported lazily, so ``import nobarriers.config`` (the workflow's start-up) stays light.
+Names are imported lazily, so ``import nobarriers.settings.config`` (the workflow's start-up)
+stays light.
 """
 
 from importlib import import_module
 
-from .version import VERSION as __version__
+from .core.version import VERSION as __version__
 
 _PUBLIC = {
-    "Energy": "energy",
-    "FunctionEnergy": "energy",
-    "ModelEnergy": "model_energy",
-    "point_of": "points",
-    "load_point": "points",
-    "recompute_bn_statistics": "points",
-    "AutoNEBConfig": "autoneb_config",
-    "Cycle": "autoneb_config",
-    "EnergySettings": "autoneb_config",
-    "NEBSettings": "autoneb_config",
-    "paper_schedule": "autoneb_config",
-    "AutoNEBResult": "autoneb",
-    "run_autoneb": "autoneb",
-    "evaluate_path": "evaluate",
-    "evaluate_line": "evaluate",
-    "evaluate_point": "evaluate",
-    "next_pairs": "landscape",
-    "minimum_spanning_tree": "landscape",
-    "ultrametric_bounds": "landscape",
-    "single_linkage": "landscape",
+    "Energy": "engine.energy",
+    "FunctionEnergy": "engine.energy",
+    "ModelEnergy": "engine.model_energy",
+    "point_of": "nn.points",
+    "load_point": "nn.points",
+    "recompute_bn_statistics": "nn.points",
+    "AutoNEBConfig": "settings.autoneb_config",
+    "Cycle": "settings.autoneb_config",
+    "EnergySettings": "settings.autoneb_config",
+    "NEBSettings": "settings.autoneb_config",
+    "paper_schedule": "settings.autoneb_config",
+    "AutoNEBResult": "engine.autoneb",
+    "run_autoneb": "engine.autoneb",
+    "evaluate_path": "engine.evaluate",
+    "evaluate_line": "engine.evaluate",
+    "evaluate_point": "engine.evaluate",
+    "next_pairs": "engine.landscape",
+    "minimum_spanning_tree": "engine.landscape",
+    "ultrametric_bounds": "engine.landscape",
+    "single_linkage": "engine.landscape",
     "write_path": "formats.pathfile",
     "read_path": "formats.pathfile",
     "load_minimum": "formats.minimum",
-    "train_minimum": "train",
+    "train_minimum": "engine.train",
     "build_model": "models",
-    "load_dataset": "data",
+    "load_dataset": "datasets",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -3,6 +3,8 @@
 * ``nobarriers connect A.safetensors B.safetensors --out path.h5 [--config cfg.yaml]``: AutoNEB
   between two stored minima, exactly as the workflow's path job (same settings, same file);
   interrupted, the same command resumes after the last finished cycle (``<out>.state.pt``).
+* ``nobarriers import FILE... --dataset D --arch A --out-dir DIR [--config cfg.yaml]``: minima
+  trained elsewhere as minimum files of a row (as the workflow's ``rows[k].minima`` does).
 * ``nobarriers inspect FILE...``: what a minimum, path or evaluation file holds -- identity,
   settings, saddle, cycles -- with its checksums verified.
 * ``nobarriers table RESULTS_DIR``: Table B.1 of a results folder (Markdown, CSV or LaTeX).
@@ -19,46 +21,82 @@ from pathlib import Path
 
 import yaml
 
-from .errors import ConfigError, FileFormatError, NoBarriersError
-from .progress import setup_logging
+from .core.errors import ConfigError, FileFormatError, NoBarriersError
+from .core.progress import setup_logging
 
 
-def _connect(args) -> int:
-    from .config import WorkflowConfig, speed_options, stage_settings
-    from .formats.minimum import load_minimum
-    from .stages.compute import JobRuntime
-    from .stages.paths import autoneb_job
+def _read_config(path) -> dict:
+    if not path:
+        return {}
+    try:
+        given = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--config {path}: cannot be read ({exc})") from None
+    if not isinstance(given, dict):
+        raise ConfigError(f"--config {path}: not a mapping of settings")
+    return given
 
-    ma, mb = (load_minimum(p, tensors=False) for p in (args.a, args.b))
-    if (ma.dataset, ma.arch) != (mb.dataset, mb.arch) or ma.recipe != mb.recipe:
-        raise ConfigError(
-            f"{args.a} ({ma.dataset}/{ma.arch}) and {args.b} ({mb.dataset}/{mb.arch}): the two "
-            "minima must share dataset, architecture and training recipe"
-        )
-    given = {}
-    if args.config:
-        try:
-            given = yaml.safe_load(Path(args.config).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"--config {args.config}: cannot be read ({exc})") from None
-    # the config's settings for these minima: its row for them if it has one, else its globals
+
+def _row_settings(given: dict, dataset: str, arch: str, model: dict | None, source: str):
+    """A workflow config's settings for one row (its row for these minima if it has one, else
+    its global sections) and the runtime of a job on it; ``model``: a user network's spec
+    recorded in a minimum file, used where the config does not define it."""
+    from .settings.config import WorkflowConfig
+
     rows = [
-        r
-        for r in given.get("rows", [])
-        if (r.get("dataset"), r.get("arch")) == (ma.dataset, ma.arch)
+        r for r in given.get("rows", []) if (r.get("dataset"), r.get("arch")) == (dataset, arch)
     ]
-    given = {**given, "rows": rows or [{"dataset": ma.dataset, "arch": ma.arch}]}
-    given.pop("datasets", None), given.pop("architectures", None)
-    settings = WorkflowConfig(given, source=args.config or "the paper's defaults")
-    resolved = dict(settings.row(ma.dataset, ma.arch), recipe=dict(ma.recipe))
-    runtime = JobRuntime(
+    row = rows[0] if rows else {"dataset": dataset, "arch": arch}
+    given = {**given, "rows": [{k: v for k, v in row.items() if k != "minima"}]}
+    given.pop("select", None)
+    if model is not None and arch not in given.get("models", {}):
+        given["models"] = {**given.get("models", {}), arch: dict(model)}
+    return WorkflowConfig(given, source=source)
+
+
+def _runtime(settings, args, dataset: str, arch: str):
+    from .stages.compute import JobRuntime
+
+    return JobRuntime(
         data_dir=args.data_dir or settings.values["data_dir"],
         checksums=dict(settings.values["dataset_checksums"]),
         device=args.device or settings.values["device"],
         threads=args.threads,
-        speed=speed_options(resolved),
+        speed=settings.speed(dataset, arch),
+        definitions=dict(settings.values["datasets"]),
     )
+
+
+def _check_out(out: Path, what: str) -> None:
+    if out.is_dir():
+        raise ConfigError(f"--out {out}: is a directory; name the {what} file to write")
+
+
+def _connect(args) -> int:
+    from .formats.minimum import load_minimum
+    from .settings.config import stage_settings
+    from .stages.paths import autoneb_job
+
     out = Path(args.out)
+    _check_out(out, "path")
+    ma, mb = (load_minimum(p, tensors=False) for p in (args.a, args.b))
+    if (ma.dataset, ma.arch, ma.model) != (mb.dataset, mb.arch, mb.model) or (
+        ma.recipe != mb.recipe
+    ):
+        raise ConfigError(
+            f"{args.a} ({ma.dataset}/{ma.arch}) and {args.b} ({mb.dataset}/{mb.arch}): the two "
+            "minima must share dataset, network and training recipe"
+        )
+    given = _read_config(args.config)
+    settings = _row_settings(
+        given, ma.dataset, ma.arch, ma.model, args.config or "the paper's defaults"
+    )
+    resolved = dict(settings.row(ma.dataset, ma.arch), recipe=dict(ma.recipe))
+    if ma.config_hash != mb.config_hash:
+        raise ConfigError(
+            f"{args.a} and {args.b}: computed under different settings (config hashes "
+            f"{ma.config_hash}, {mb.config_hash}); connect minima of one row"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     autoneb_job(
         stage_settings(resolved, "paths"),
@@ -66,9 +104,36 @@ def _connect(args) -> int:
         args.b,
         out,
         state_path=out.with_name(out.name + ".state.pt"),
-        runtime=runtime,
+        runtime=_runtime(settings, args, ma.dataset, ma.arch),
+        minima_hash=ma.config_hash,
     )
     print(out)
+    return 0
+
+
+def _import(args) -> int:
+    from .core.checksums import file_digest
+    from .settings.config import stage_settings
+    from .stages.minima import import_job
+
+    files = sorted(args.files)
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out-dir {out_dir}: exists and is not a directory")
+    given = _read_config(args.config)
+    settings = _row_settings(
+        given, args.dataset, args.arch, None, args.config or "the paper's defaults"
+    )
+    resolved = dict(settings.row(args.dataset, args.arch))
+    resolved["imported_minima"] = [file_digest(f) for f in files]
+    row = stage_settings(resolved, "minima")
+    runtime = _runtime(settings, args, args.dataset, args.arch)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for k, source in enumerate(files):
+        seed = settings.values["seed_base"] + k
+        out = out_dir / f"{seed}.safetensors"
+        import_job(row, seed, source, out, runtime)
+        print(out)
     return 0
 
 
@@ -123,6 +188,8 @@ def describe_file(path) -> dict:
             "recipe": m.recipe,
             "metrics": m.metrics,
             "epochs": len(m.history),
+            "model": m.model,
+            "imported_from": m.imported_from,
             "provenance": m.provenance,
             "checksum": "verified",
         }
@@ -189,6 +256,19 @@ def _text(info: dict) -> str:
         lines += [
             f"  seed {info['seed']}, {info['parameters']} parameters, "
             f"{info['epochs']} epochs recorded",
+            *(
+                [f"  network {info['model']['build']}(**{info['model']['kwargs']})"]
+                if info["model"]
+                else []
+            ),
+            *(
+                [
+                    f"  imported from {info['imported_from']['file']} (sha256 "
+                    f"{info['imported_from']['sha256'][:12]}...)"
+                ]
+                if info["imported_from"]
+                else []
+            ),
             f"  recipe: {r.get('epochs')} epochs, batch {r.get('batch_size')}, lr {r.get('lr')}, "
             f"weight decay {r.get('weight_decay')}",
             f"  train loss {m['train_loss']:.6g}, error {m['train_error']:.4g}; "
@@ -276,6 +356,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the config's")
     c.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     c.add_argument("--data-dir", help="where the datasets are (default: the config's data_dir)")
+    m = sub.add_parser("import", help="minima trained elsewhere as minimum files of a row")
+    m.add_argument("files", nargs="+", help="state dicts: .safetensors, or torch.save files "
+                   "(read with weights_only=True); minimum k (sorted by name) gets seed "
+                   "seed_base + k")  # fmt: skip
+    m.add_argument("--dataset", required=True, help="the row's dataset (built in, or defined in "
+                   "--config)")  # fmt: skip
+    m.add_argument("--arch", required=True, help="the row's network (built in, or defined in "
+                   "--config's models)")  # fmt: skip
+    m.add_argument("--out-dir", required=True, help="folder of the minimum files to write "
+                   "(<seed>.safetensors)")  # fmt: skip
+    m.add_argument("--config", help="a workflow config (YAML) defining the dataset, the network "
+                   "and the recipe's eval_batch_size; default: the paper's")  # fmt: skip
+    m.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the config's")
+    m.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    m.add_argument("--data-dir", help="where the datasets are (default: the config's data_dir)")
     i = sub.add_parser("inspect", help="what a minimum, path or evaluation file holds")
     i.add_argument("files", nargs="+")
     i.add_argument("--json", action="store_true", help="machine-readable output")
@@ -285,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"connect": _connect, "inspect": _inspect, "table": _table}
+COMMANDS = {"connect": _connect, "import": _import, "inspect": _inspect, "table": _table}
 
 
 def main(argv=None) -> int:

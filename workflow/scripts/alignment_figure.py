@@ -1,4 +1,4 @@
-from nobarriers.progress import job_log
+from nobarriers.core.progress import job_log
 from nobarriers.stages.report import alignment_figure_job
 
 with job_log(snakemake.log[0], snakemake.rule):

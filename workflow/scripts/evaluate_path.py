@@ -1,4 +1,4 @@
-from nobarriers.progress import job_log
+from nobarriers.core.progress import job_log
 from nobarriers.stages.compute import JobRuntime
 from nobarriers.stages.evaluation import evaluate_path_job
 

@@ -1,4 +1,4 @@
-from nobarriers.progress import job_log
+from nobarriers.core.progress import job_log
 from nobarriers.stages.exploration import select_pairs_job
 
 with job_log(snakemake.log[0], snakemake.rule):

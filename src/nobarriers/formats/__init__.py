@@ -12,7 +12,7 @@ module                 files                                            written 
                        landscape, MST path list, table rows)
 =====================  ===============================================  =======================
 
-Every reader refuses, with a :class:`~nobarriers.errors.FileFormatError` naming the file, what is
-not a complete file of its kind. Nothing is ever unpickled: resume files are loaded with
+Every reader refuses, with a :class:`~nobarriers.core.errors.FileFormatError` naming the file,
+what is not a complete file of its kind. Nothing is ever unpickled: resume files are loaded with
 ``torch.load(weights_only=True)``.
 """

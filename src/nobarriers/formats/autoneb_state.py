@@ -15,7 +15,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from . import torchfile
 
 STATE_FORMAT = "nobarriers-autoneb-state/1"

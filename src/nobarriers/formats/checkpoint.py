@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from . import torchfile
 
 CHECKPOINT_FORMAT = "train-checkpoint/1"

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_path
-from ..errors import FileFormatError
+from ..core.atomic import atomic_path
+from ..core.errors import FileFormatError
 
 
 def records(rows: Sequence) -> list[dict]:

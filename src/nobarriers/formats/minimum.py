@@ -6,7 +6,10 @@ keys, so identical minima give identical bytes): ``format``, ``arch``, ``dataset
 ``recipe``, ``metrics`` (train/test loss and error with exact BatchNorm), ``history`` (the
 per-epoch learning curve, measured the same way), ``config_hash``, ``num_classes``,
 ``input_shape``, ``tensors_sha256`` (a checksum of every tensor, verified whenever the tensors
-are read) and the writer's ``version``, ``git_revision`` and ``torch``.
+are read) and the writer's ``version``, ``git_revision`` and ``torch``. Where they apply: ``model``
+(a user's network: import path and kwargs, so the file rebuilds its network without the
+config), ``data`` (a user dataset's identity) and ``imported_from`` (a minimum trained elsewhere:
+its source file's name and SHA-256; ``history`` is then empty).
 
 Reading a minimum's numbers alone (``load_minimum(path, tensors=False)``: metrics, learning curve,
 identity) needs no torch, so the workflow's bookkeeping jobs never import it; the functions that
@@ -15,32 +18,20 @@ handle tensors import it themselves.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..atomic import atomic_path
-from ..errors import ConfigError, FileFormatError
-from ..provenance import provenance
+from ..core.atomic import atomic_path
+from ..core.checksums import tensors_sha256
+from ..core.errors import ConfigError, FileFormatError
+from ..core.provenance import provenance
 
 MINIMUM_FORMAT = "minimum/2"
 PREDICTIONS_KEY = "test_predictions"
 METADATA_KEY = "nobarriers"
 _REQUIRED = ("format", "arch", "dataset", "seed", "recipe", "metrics", "history", "config_hash",
              "tensors_sha256")  # fmt: skip
-
-
-def tensors_sha256(tensors: dict) -> str:
-    """SHA-256 of torch tensors: name, dtype, shape and bytes of each, in sorted name order."""
-    import torch
-
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
 
 
 def write_minimum(
@@ -57,8 +48,11 @@ def write_minimum(
     config_hash: str = "",
     num_classes: int | None = None,
     input_shape: tuple | None = None,
+    identity: dict | None = None,
 ) -> None:
-    """Write a ``minimum/2`` safetensors file atomically."""
+    """Write a ``minimum/2`` safetensors file atomically. ``identity``: what identifies a row
+    beyond its names (a user network's ``model`` import path and kwargs, a user dataset's
+    ``data``, an imported minimum's ``imported_from``), stored only where it applies."""
     import torch
     from safetensors.torch import save_file
 
@@ -78,6 +72,7 @@ def write_minimum(
         "num_classes": None if num_classes is None else int(num_classes),
         "input_shape": None if input_shape is None else [int(s) for s in input_shape],
         "tensors_sha256": tensors_sha256(tensors),
+        **(identity or {}),
         **provenance(),
     }
     metadata = {METADATA_KEY: json.dumps(record, sort_keys=True)}
@@ -102,16 +97,24 @@ class Minimum:
     input_shape: tuple | None = None
     provenance: dict = field(default_factory=dict)
     path: str = ""
+    model: dict | None = None  # a user network: {"build": import path, "kwargs": {...}}
+    data: dict | None = None  # a user dataset's identity
+    imported_from: dict | None = None  # a minimum trained elsewhere: {"file", "sha256"}
+
+    def network(self, num_classes: int, input_shape: tuple):
+        """A freshly built network of this minimum's architecture (no weights loaded)."""
+        from ..models import build_model
+
+        return build_model(self.arch, int(num_classes), tuple(input_shape), spec=self.model)
 
     def build(self, num_classes: int | None = None, input_shape: tuple | None = None):
         """The model with these weights (and BatchNorm statistics) loaded, in eval mode."""
-        from ..models import build_model
 
         num_classes = self.num_classes if num_classes is None else num_classes
         input_shape = self.input_shape if input_shape is None else input_shape
         if num_classes is None or input_shape is None:
             raise ConfigError(f"minimum {self.path}: pass num_classes and input_shape (not stored)")
-        model = build_model(self.arch, int(num_classes), tuple(input_shape))
+        model = self.network(num_classes, input_shape)
         self._check_fits(model)
         model.load_state_dict(self.state_dict)
         model.eval()
@@ -123,12 +126,13 @@ class Minimum:
         package's training, whose evaluation would silently use default statistics)."""
         import torch
 
-        from ..models import build_model
-
         if self.num_classes is None or self.input_shape is None or not self.state_dict:
             return
-        with torch.device("meta"):
-            model = build_model(self.arch, self.num_classes, tuple(self.input_shape))
+        try:
+            with torch.device("meta"):  # shapes without memory
+                model = self.network(self.num_classes, self.input_shape)
+        except (RuntimeError, NotImplementedError):  # a user's builder that needs real tensors
+            model = self.network(self.num_classes, self.input_shape)
         self._check_fits(model)
 
     def _check_fits(self, model) -> None:
@@ -227,6 +231,9 @@ def load_minimum(
         input_shape=None if record.get("input_shape") is None else tuple(record["input_shape"]),
         provenance={k: record[k] for k in ("version", "git_revision", "torch") if k in record},
         path=str(path),
+        model=record.get("model"),
+        data=record.get("data"),
+        imported_from=record.get("imported_from"),
     )
     minimum.check_structure()
     return minimum

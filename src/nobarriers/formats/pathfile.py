@@ -26,9 +26,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..atomic import atomic_path
-from ..errors import FileFormatError
-from ..provenance import provenance
+from ..core.atomic import atomic_path
+from ..core.errors import FileFormatError
+from ..core.provenance import provenance
 
 PATH_FORMAT = "path/2"
 EVALUATION_FORMAT = "path-evaluation/2"
@@ -374,7 +374,8 @@ def write_evaluation(
     """Write the dense evaluation of a path (and of the straight segment) atomically.
 
     ``dense`` / ``line``: ``{"t": [M], metric: [M], ...}`` as returned by
-    ``evaluate.evaluate_path`` / ``evaluate_line`` (usually :data:`nobarriers.metrics.METRICS`);
+    ``evaluate.evaluate_path`` / ``evaluate_line`` (usually
+    :data:`nobarriers.core.metrics.METRICS`);
     ``line`` may be None. Each curve is stored float64; the maximum of every metric is stored as
     the group attribute ``saddle_<metric>``. ``ensembles``: ``evaluate.path_ensembles``'s
     arrays (``sizes``, ``test_error``, ``endpoint_test_error``), stored in the group

@@ -23,8 +23,8 @@ import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..atomic import atomic_path
-from ..errors import FileFormatError
+from ..core.atomic import atomic_path
+from ..core.errors import FileFormatError
 
 
 def _write_json(path, payload: dict) -> None:

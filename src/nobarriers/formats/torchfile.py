@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_path
-from ..errors import FileFormatError
+from ..core.atomic import atomic_path
+from ..core.errors import FileFormatError
 
 
 def save(path, payload: dict) -> None:

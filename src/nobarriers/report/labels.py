@@ -1,32 +1,35 @@
-"""How rows are named in tables and figures: the paper's dataset labels, the model labels."""
+"""How rows are named in tables and figures: the paper's dataset labels, the model labels.
+
+Built-in datasets and models have the labels their catalogue modules declare (``C10+``,
+``CNN-48×2``, ``DenseNet-100-12-BC``); a user's own dataset or network is named by its name.
+"""
 
 from __future__ import annotations
 
-from ..errors import ConfigError
-from ..model_names import describe
-
-_DATASET_LABELS = {"cifar10": "C10+", "cifar100": "C100+", "digits": "Digits"}
+from .. import datasets, models
+from ..core.errors import ConfigError
 
 
 def dataset_label(name: str) -> str:
-    """``cifar10`` -> ``C10+``, ``cifar100`` -> ``C100+`` (the paper's labels; ``+``: trained
-    with augmentation), ``digits`` -> ``Digits``; other names capitalised."""
-    key = str(name).lower()
-    return _DATASET_LABELS.get(key, str(name)[:1].upper() + str(name)[1:])
+    """``cifar10`` -> ``C10+`` (``+``: trained with augmentation), ``digits`` -> ``Digits``;
+    a user's dataset: its name."""
+    source = datasets.builtin().get(str(name).lower())
+    return source.label if source is not None else str(name)
 
 
 def arch_label(name: str) -> str:
     """A model's label as the paper writes it: ``CNN-48×2``, ``ResNet-20``,
-    ``DenseNet-100-12-BC``; names that are no model are returned as given."""
+    ``DenseNet-100-12-BC``; a user's network: its name."""
     try:
-        return describe(name)["label"]
-    except ConfigError:  # not a model name: shown as given
+        return models.describe(name)["label"]
+    except ConfigError:  # a user's network
         return str(name)
 
 
 def arch_family(name: str) -> str:
-    """The model family (``cnn``, ``resnet``, ``densenet``, ``mlp``), for grouping figures."""
+    """The model family (``cnn``, ``resnet``, ``densenet``, ``mlp``) for grouping figures; a
+    user's network is a family of its own."""
     try:
-        return describe(name)["family"]
+        return models.describe(name)["family"]
     except ConfigError:
-        return str(name).strip().lower().split("-", 1)[0]
+        return str(name)

@@ -11,8 +11,8 @@ import numpy as np
 from matplotlib.colors import Normalize
 from matplotlib.patches import Rectangle
 
-from ..errors import ConfigError
-from ..overlap import METRIC_LABELS, check_metric
+from ..core.errors import ConfigError
+from ..engine.overlap import METRIC_LABELS, check_metric
 from .style import new_figure as _figure
 from .style import save_figure, source_note
 from .style import styled as _styled

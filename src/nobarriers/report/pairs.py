@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..core.metrics import METRICS
 from ..formats.csv_tables import frame_records, read_csv, write_csv
-from ..metrics import METRICS
 from .learning_curves import field_of
 
 PAIR_DETAIL_COLUMNS = [

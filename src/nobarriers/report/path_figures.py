@@ -12,7 +12,7 @@ import matplotlib
 import numpy as np
 from matplotlib.colors import LogNorm, Normalize
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .learning_curves import field_of
 from .style import TEST_COLOR, save_figure, source_note
 from .style import new_figure as _figure

@@ -13,8 +13,8 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
-from ..atomic import atomic_path
-from ..version import VERSION
+from ..core.atomic import atomic_path
+from ..core.version import VERSION
 
 STYLE = {
     "font.size": 11,

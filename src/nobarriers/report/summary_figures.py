@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .labels import arch_family, arch_label, dataset_label
 from .learning_curves import field_of, lr_decay_epochs, mean_learning_curve
 from .style import TEST_COLOR, TRAIN_COLOR, save_figure, source_note
@@ -160,4 +160,23 @@ def plot_learning_curves(
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="upper right")
     ax.set_title(title + ("" if not decays else "  (shading: learning-rate phases)"), fontsize=11)
+    return save_figure(fig, png, pdf, source_note(config_hash))
+
+
+def plot_minima_levels(
+    train_losses: Sequence[float], saddle_level: float, png, pdf, title: str, *, config_hash=None
+):
+    """Figure 6 for minima trained elsewhere (no learning curves): each minimum's training loss
+    (exact BatchNorm, no augmentation) beside the mean saddle level."""
+    fig = _figure(6.4, 4.2)
+    ax = fig.subplots()
+    seeds = np.arange(len(train_losses))
+    ax.plot(seeds, train_losses, "o", color="tab:orange", label="minima (imported)")
+    ax.axhline(saddle_level, color="k", ls="--", lw=1.2, label=f"mean saddle {saddle_level:.4g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("minimum (seed offset)")
+    ax.set_ylabel("training loss (nats, no augmentation)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="upper right")
+    ax.set_title(f"{title}: imported minima, no learning curves", fontsize=11)
     return save_figure(fig, png, pdf, source_note(config_hash))

@@ -39,11 +39,11 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_path
-from ..errors import ConfigError
+from ..core.atomic import atomic_path
+from ..core.errors import ConfigError
+from ..core.metrics import METRICS
 from ..formats.csv_tables import frame_records, read_csv, records, write_csv
 from ..formats.records import TABLE_B1_COLUMNS, TableRow
-from ..metrics import METRICS
 from .labels import arch_label, dataset_label
 from .learning_curves import crossing_epoch, field_of
 
@@ -140,13 +140,14 @@ def table_b1_row(
         if float(field_of(edge, "train_loss")) < max(ends) * (1 - sadd_tolerance) - 1e-12:
             below += 1
 
-    histories = []
-    for k, mi in enumerate(minima):
-        hist = field_of(mi, "history")
-        if not hist:
-            raise ConfigError(f"{where}: minimum {k} ({_label(mi)}) has no per-epoch history")
-        histories.append(hist)
-    cross = crossing_epoch(histories, train_sadd, epochs_total)
+    histories = [field_of(mi, "history") for mi in minima]
+    if not any(histories):  # minima trained elsewhere: no learning curves, no Epoch
+        cross = {"epoch": None, "fraction": None, "in_last_phase": None, "epochs_total": 0}
+    else:
+        for k, (mi, hist) in enumerate(zip(minima, histories, strict=True)):
+            if not hist:
+                raise ConfigError(f"{where}: minimum {k} ({_label(mi)}) has no per-epoch history")
+        cross = crossing_epoch(histories, train_sadd, epochs_total)
 
     row = {
         "dataset": dataset,
@@ -255,6 +256,15 @@ def _footnotes(rows: Sequence[Mapping]) -> list[str]:
         "loss falls below the mean saddle loss (bold: in the last learning-rate phase; "
         "--: never). Delta = test error Sadd. - Min. in percentage points."
     ]
+    imported = [r for r in rows if not int(r.get("epochs_total") or 0)]
+    if imported:
+        notes.append(
+            "Epoch --: "
+            + "; ".join(
+                f"{dataset_label(r['dataset'])} {arch_label(r['architecture'])}" for r in imported
+            )
+            + ": minima trained elsewhere and imported, without learning curves."
+        )
     counts = {(r["n_minima"], r["n_edges"], r["n_paths"]) for r in rows}
     if len(counts) == 1:
         n_min, n_edges, n_paths = next(iter(counts))

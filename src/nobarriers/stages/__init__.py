@@ -17,5 +17,5 @@ a compute job needs around its work (its runtime, the check of its endpoints). T
 ``workflow/scripts/`` unpack ``snakemake.*`` and call exactly one of these. Each
 function checks what it reads (format markers, config hashes), so a result of another
 configuration is refused instead of mixed in. A job's settings arrive as the row's stage settings
-(:func:`nobarriers.config.stage_settings`); its config hashes are computed from them.
+(:func:`nobarriers.settings.config.stage_settings`); its config hashes are computed from them.
 """

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import csv
 
-from ..config import stage_hash
-from ..errors import FileFormatError
+from ..core.errors import FileFormatError
 from ..formats.minimum import Minimum, load_minimum
 from ..formats.pathfile import EvaluationRecord, read_evaluation, read_path
 from ..formats.records import LandscapeRecord
+from ..settings.config import stage_hash
 
 
-def load_row_minima(paths, row: dict, tensors: bool = True) -> list[Minimum]:
-    """The minimum files of a row, each checked against the row's training settings
-    (``tensors=False``: their numbers and identity only, without torch)."""
-    expected = stage_hash(row, "minima")
+def load_row_minima(
+    paths, row: dict, tensors: bool = True, expected_hash: str | None = None
+) -> list[Minimum]:
+    """The minimum files of a row, each checked against the row's training settings (or
+    ``expected_hash``; ``tensors=False``: their numbers and identity only, without torch)."""
+    expected = expected_hash or stage_hash(row, "minima")
     return [load_minimum(p, expect_config_hash=expected, tensors=tensors) for p in paths]
 
 

@@ -9,12 +9,12 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from ..config import WorkflowConfig, speed_options
-from ..data import Dataset, load_dataset
-from ..errors import FileFormatError
+from ..core.errors import FileFormatError
+from ..datasets import Dataset, load_dataset
 from ..formats.minimum import Minimum
-from ..points import evaluate_model
-from ..runtime import configure_runtime
+from ..nn.points import evaluate_model
+from ..nn.runtime import configure_runtime
+from ..settings.config import WorkflowConfig
 
 log = logging.getLogger("nobarriers")
 
@@ -36,9 +36,11 @@ class JobRuntime:
     a rule's ``params`` (changing them reruns nothing).
 
     ``data_dir`` and ``checksums`` (the config's ``dataset_checksums``) locate and verify the
-    datasets; ``device`` is the config's (``auto``, ``cpu``, ``cuda``); ``threads`` the cores
-    Snakemake gave the job; ``gpus`` the GPUs its rule requested; ``speed`` the row's speed
-    options (:func:`nobarriers.config.speed_options`)."""
+    datasets, ``definitions`` (the config's ``datasets``) says where a user's dataset comes from
+    (its identity, e.g. the file's checksum, is in the stage settings); ``device`` is the
+    config's (``auto``, ``cpu``, ``cuda``); ``threads`` the cores Snakemake gave the job;
+    ``gpus`` the GPUs its rule requested; ``speed`` the row's speed options
+    (:func:`nobarriers.settings.config.speed_options`)."""
 
     data_dir: str = "data"
     checksums: dict = field(default_factory=dict)
@@ -46,6 +48,7 @@ class JobRuntime:
     threads: int = 1
     gpus: int = 0
     speed: dict = field(default_factory=dict)
+    definitions: dict = field(default_factory=dict)
 
     @classmethod
     def from_snakemake(cls, smk) -> JobRuntime:
@@ -54,7 +57,7 @@ class JobRuntime:
         wildcards = smk.wildcards
         if hasattr(wildcards, "dataset") and hasattr(wildcards, "arch"):
             settings = WorkflowConfig(copy.deepcopy(dict(smk.config)), source="the job's config")
-            speed = speed_options(settings.row(wildcards.dataset, wildcards.arch))
+            speed = settings.speed(wildcards.dataset, wildcards.arch)
         return cls(
             data_dir=smk.config["data_dir"],
             checksums=dict(smk.config.get("dataset_checksums", {})),
@@ -62,10 +65,17 @@ class JobRuntime:
             threads=int(smk.threads),
             gpus=requested_gpus(smk.resources),
             speed=speed,
+            definitions=dict(smk.config.get("datasets", {})),
         )
 
     def dataset(self, name: str, device="cpu") -> Dataset:
-        return load_dataset(name, self.data_dir, device=device, checksums=self.checksums.get(name))
+        return load_dataset(
+            name,
+            self.data_dir,
+            device=device,
+            checksums=self.checksums.get(name),
+            definitions=self.definitions,
+        )
 
     @property
     def gpu_granted(self) -> bool:

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import logging
 
-from ..data import prepare_dataset
+from ..core.provenance import provenance
+from ..datasets import prepare_dataset
 from ..formats.records import DatasetRecord
-from ..provenance import provenance
 from .compute import JobRuntime
 
 log = logging.getLogger("nobarriers")
 
 
 def prepare_dataset_job(dataset: str, runtime: JobRuntime, out_json) -> DatasetRecord:
-    """Download (CIFAR) or check (digits) a dataset once; record its shape as evidence."""
-    prepare_dataset(dataset, runtime.data_dir, checksums=runtime.checksums.get(dataset))
+    """Download (CIFAR), check (digits, a user's file) or cache (a user's loader) a dataset
+    once; record its shape as evidence."""
+    prepare_dataset(
+        dataset,
+        runtime.data_dir,
+        checksums=runtime.checksums.get(dataset),
+        definitions=runtime.definitions,
+    )
     data = runtime.dataset(dataset)
     record = DatasetRecord(
         dataset=dataset,

@@ -8,15 +8,15 @@ import logging
 import numpy as np
 import torch
 
-from ..config import stage_hash
-from ..evaluate import evaluate_line, evaluate_path, evaluate_point, path_ensembles
+from ..core.progress import Progress
+from ..engine.evaluate import evaluate_line, evaluate_path, evaluate_point, path_ensembles
 from ..formats.pathfile import read_path, write_evaluation
 from ..formats.records import LandscapeRecord, MSTPathsRecord
 from ..models import build_model
-from ..path_geometry import dense_positions
-from ..progress import Progress
+from ..nn.path_geometry import dense_positions
 from ..report import path_figures
 from ..report.labels import arch_label, dataset_label
+from ..settings.config import stage_hash
 from .common import evaluations_of, highest_mst_path
 from .compute import JobRuntime
 
@@ -28,7 +28,9 @@ def evaluate_path_job(row: dict, path_file, out_path, runtime: JobRuntime) -> No
     ``row``: the row's ``evaluation`` stage settings."""
     chosen, data = runtime.start(row["dataset"])
     record = read_path(path_file, load_pivots=True, expect_config_hash=stage_hash(row, "paths"))
-    model = build_model(row["arch"], data.num_classes, data.input_shape).to(chosen)
+    model = build_model(row["arch"], data.num_classes, data.input_shape, spec=row.get("model")).to(
+        chosen
+    )
     settings = row["evaluation"]
     pivots = torch.from_numpy(record.pivots).to(chosen)
     n_dense = len(dense_positions(pivots.shape[0], settings["n_between"]))
@@ -120,7 +122,9 @@ def slice_job(
     basis = path_figures.plane_basis(origin, end, pivots.mean(axis=0))
     path_uv = path_figures.project_to_plane(pivots, origin, basis)
     grid_u, grid_v = path_figures.plane_grid(path_uv, n=resolution, margin=margin)
-    model = build_model(row["arch"], data.num_classes, data.input_shape).to(chosen)
+    model = build_model(row["arch"], data.num_classes, data.input_shape, spec=row.get("model")).to(
+        chosen
+    )
     loss = np.empty((len(grid_v), len(grid_u)))
     progress = Progress(loss.size, "slice point")
     batch_size = row["evaluation"]["batch_size"]

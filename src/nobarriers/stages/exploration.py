@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import logging
 
-from ..config import stage_hash
+from ..core.provenance import provenance
+from ..engine.landscape import minimum_spanning_tree, next_pairs, single_linkage, ultrametric_bounds
 from ..formats.pathfile import read_path
 from ..formats.records import LandscapeRecord, RoundRecord
-from ..landscape import minimum_spanning_tree, next_pairs, single_linkage, ultrametric_bounds
-from ..provenance import provenance
+from ..settings.config import stage_hash
 from .common import load_row_minima
 
 log = logging.getLogger("nobarriers")

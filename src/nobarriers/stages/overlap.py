@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from ..overlap import flag_pairs, overlap_matrix, write_matrix_csv, write_overlap_csv
+from ..engine.overlap import flag_pairs, overlap_matrix, write_matrix_csv, write_overlap_csv
 from ..report.labels import arch_label, dataset_label
 from ..report.landscape_figures import plot_overlap_heatmap
 from .common import load_row_minima

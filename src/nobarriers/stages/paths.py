@@ -7,19 +7,19 @@ from pathlib import Path
 
 import torch
 
-from ..alignment import align as align_models
-from ..atomic import atomic_path
-from ..autoneb import run_autoneb
-from ..autoneb_config import split_autoneb
-from ..config import stage_hash
-from ..errors import FileFormatError
-from ..evaluate import saddle_curve
+from ..core.atomic import atomic_path
+from ..core.errors import FileFormatError
+from ..core.progress import Progress
+from ..engine.alignment import align as align_models
+from ..engine.autoneb import run_autoneb
+from ..engine.evaluate import saddle_curve
+from ..engine.model_energy import ModelEnergy
 from ..formats.pathfile import write_path
-from ..model_energy import ModelEnergy
 from ..models import build_model
-from ..path_geometry import dense_positions
-from ..points import point_of
-from ..progress import Progress
+from ..nn.path_geometry import dense_positions
+from ..nn.points import point_of
+from ..settings.autoneb_config import split_autoneb
+from ..settings.config import stage_hash
 from .common import load_row_minima
 from .compute import JobRuntime, check_minimum_on_data
 
@@ -45,12 +45,16 @@ def autoneb_job(
     state_path,
     runtime: JobRuntime,
     cycle_times=None,
+    minima_hash: str | None = None,
 ) -> None:
     """Connect two minima with AutoNEB (resumable), measure the path's saddle on the row's
     weighting data, and store the path as HDF5. ``row``: the row's ``paths`` stage settings;
     ``cycle_times``: a TSV for the wall time of every cycle (run-specific, so not in the path
-    file, which holds only what identical runs reproduce)."""
-    _path_job(row, minimum_a, minimum_b, out_path, state_path, runtime, cycle_times, align=False)
+    file, which holds only what identical runs reproduce); ``minima_hash``: the config hash
+    the minima must have (default: the row's minima stage's)."""
+    _path_job(
+        row, minimum_a, minimum_b, out_path, state_path, runtime, cycle_times, False, minima_hash
+    )
 
 
 def aligned_path_job(
@@ -61,12 +65,14 @@ def aligned_path_job(
     batch, BatchNorm buffers included -- then the same AutoNEB as :func:`autoneb_job`. The file
     records the alignment and the straight-line barrier before and after it, both measured like
     the MST weights. ``row``: the row's ``aligned`` stage settings."""
-    _path_job(row, minimum_a, minimum_b, out_path, state_path, runtime, cycle_times, align=True)
+    _path_job(row, minimum_a, minimum_b, out_path, state_path, runtime, cycle_times, True)
 
 
-def _path_job(row, minimum_a, minimum_b, out_path, state_path, runtime, cycle_times, align):
+def _path_job(
+    row, minimum_a, minimum_b, out_path, state_path, runtime, cycle_times, align, minima_hash=None
+):
     chosen, data = runtime.start(row["dataset"])
-    ma, mb = load_row_minima([minimum_a, minimum_b], row)
+    ma, mb = load_row_minima([minimum_a, minimum_b], row, expected_hash=minima_hash)
     if ma.arch != row["arch"] or mb.arch != row["arch"]:
         raise FileFormatError(
             f"{minimum_a}, {minimum_b}: architectures {ma.arch}/{mb.arch}, expected {row['arch']}"
@@ -82,7 +88,9 @@ def _path_job(row, minimum_a, minimum_b, out_path, state_path, runtime, cycle_ti
     def saddle_of(pivots, n_between, what):
         positions = len(dense_positions(pivots.shape[0], n_between))
         return saddle_curve(
-            build_model(row["arch"], data.num_classes, data.input_shape).to(chosen),
+            build_model(row["arch"], data.num_classes, data.input_shape, spec=row.get("model")).to(
+                chosen
+            ),
             pivots.to(chosen),
             data,
             n_between,

@@ -8,16 +8,16 @@ import logging
 
 import numpy as np
 
-from ..config import stage_hash
-from ..errors import FileFormatError
+from ..core.errors import FileFormatError
+from ..engine.overlap import read_overlap_csv
 from ..formats.csv_tables import records
 from ..formats.pathfile import read_path
 from ..formats.records import LandscapeRecord, MSTPathsRecord, TableRow
-from ..overlap import read_overlap_csv
 from ..report import landscape_figures, path_figures, summary_figures
 from ..report.labels import arch_label, dataset_label
 from ..report.pairs import pair_details, read_pair_details, write_pair_details
 from ..report.table import table_b1_row, write_table_b1
+from ..settings.config import stage_hash
 from .common import evaluations_of, highest_mst_path, load_row_minima
 
 log = logging.getLogger("nobarriers")
@@ -200,14 +200,24 @@ def row_figures_job(
         f"{label}: loss along path {a}-{b} during AutoNEB",
         config_hash=config_hash,
     )
-    summary_figures.plot_learning_curves(
-        [m.history for m in minima],
-        table_row.train_sadd,
-        fig6_png,
-        fig6_pdf,
-        f"{label}: learning curves",
-        config_hash=config_hash,
-    )
+    if any(m.history for m in minima):
+        summary_figures.plot_learning_curves(
+            [m.history for m in minima],
+            table_row.train_sadd,
+            fig6_png,
+            fig6_pdf,
+            f"{label}: learning curves",
+            config_hash=config_hash,
+        )
+    else:  # minima trained elsewhere
+        summary_figures.plot_minima_levels(
+            [m.metrics["train_loss"] for m in minima],
+            table_row.train_sadd,
+            fig6_png,
+            fig6_pdf,
+            label,
+            config_hash=config_hash,
+        )
     dense = evaluations[(a, b)].dense
     path_figures.plot_parallel_coordinates(
         record.pivots,

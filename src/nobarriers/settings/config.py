@@ -1,0 +1,539 @@
+"""The workflow configuration: validation, the settings of each row, and config hashes.
+
+The Snakefile builds a :class:`WorkflowConfig` before any job is planned, so an unknown key, a
+wrong type, an unknown architecture or dataset, or a budget below one fails at start-up with the
+key named. Each row's settings are layered, and the layer each value came from is kept:
+
+1. the schema's defaults -- the paper's values (``config.schema.yaml``);
+2. the row's base training recipe: the dataset's own (digits), else the model family's
+   (:mod:`nobarriers.settings.recipes`; a user's network: the paper's He et al.);
+3. the config's global sections (``recipes``, ``autoneb``, ...) and a user network's ``recipe``;
+4. the row's own overrides (``rows[k].autoneb``, ``rows[k].recipe``).
+
+A row is a dataset (built in, or one of the config's ``datasets``) times a model (a built-in
+name, or one of the config's ``models``). What identifies a user's network or data -- its import
+path and keyword arguments, its file's checksum -- and the checksums of minima imported from
+elsewhere are part of the row's settings, and so of every config hash; built-in rows are
+identified by their names alone.
+
+Every result file records the hash of the settings it was computed from (:func:`stage_hash`);
+Snakemake passes a stage's settings as a rule parameter, so a changed setting reruns exactly the
+jobs it affects, and a file computed under other settings is refused instead of mixed into a
+table.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+import glob
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import yaml
+
+from .. import datasets, models
+from ..core.checksums import file_digest
+from ..core.errors import ConfigError, NoBarriersError
+from . import schema
+from .autoneb_config import SPEED_OPTIONS as AUTONEB_SPEED
+from .autoneb_config import split_autoneb
+from .recipes import SPEED_OPTIONS as RECIPE_SPEED
+from .recipes import USER_MODEL_RECIPE, built_in_recipes, validate_recipe
+
+#: what identifies a row beyond its names, present only where it applies: a user's network
+#: (``model``: import path and kwargs), a user's dataset (``data``: its identity) and minima
+#: trained elsewhere (``imported_minima``: the checksums of their files)
+IDENTITY_KEYS = ("model", "data", "imported_minima")
+_MINIMA = ("dataset", "arch", *IDENTITY_KEYS, "recipe")
+#: what each stage's results depend on (and nothing else; identity keys where a row has them)
+STAGE_KEYS = {
+    "minima": _MINIMA,
+    "paths": (*_MINIMA, "autoneb", "mst"),
+    "evaluation": (*_MINIMA, "autoneb", "mst", "evaluation"),
+    # the aligned MST paths and what reports them (alignment)
+    "aligned": (*_MINIMA, "autoneb", "mst", "alignment"),
+    "report": (*_MINIMA, "autoneb", "mst", "evaluation", "alignment"),
+}
+
+
+class WorkflowConfig:
+    """A validated workflow configuration.
+
+    ``values`` holds every option with the defaults filled in (the Snakefile's ``config`` is
+    filled in place, too); ``given`` holds what the configuration itself says, from which
+    :meth:`row` layers each row's settings."""
+
+    def __init__(self, config: dict, source: str = "config"):
+        if not isinstance(config, dict):
+            raise ConfigError(f"configuration {source} is not a mapping")
+        self.source = source
+        whole = schema.schema()
+        schema.validate(config, whole, f"configuration ({source})", defaults=False)
+        self.given = copy.deepcopy(config)
+        schema.validate(config, whole, f"configuration ({source})")
+        self.values = config
+        self._check_definitions()
+        self._check_rows()
+
+    @classmethod
+    def load(cls, path: str | Path) -> WorkflowConfig:
+        """Read a YAML config file and validate it."""
+        path = Path(path)
+        try:
+            config = yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read configuration {path}: {err}") from None
+        return cls(config, source=str(path))
+
+    def _error(self, text: str) -> ConfigError:
+        return ConfigError(f"invalid configuration ({self.source}):\n  {text}")
+
+    def _check_definitions(self) -> None:
+        """The config's own datasets and networks: no built-in name taken, one data source."""
+        for name, spec in self.values["datasets"].items():
+            if name in datasets.builtin():
+                raise self._error(f"datasets.{name}: {name!r} is a built-in dataset; rename yours")
+            if ("npz" in spec) == ("load" in spec):
+                raise self._error(
+                    f"datasets.{name}: give exactly one of npz (a file) and load (a function)"
+                )
+            if "npz" in spec and spec.get("kwargs"):
+                raise self._error(f"datasets.{name}.kwargs: only a load function takes kwargs")
+        for name, spec in self.values["models"].items():
+            try:
+                models.describe(name)
+            except ConfigError:
+                pass
+            else:
+                raise self._error(
+                    f"models.{name}: {name!r} is a built-in model name; rename your network"
+                )
+            if "recipe" in spec:
+                where = f"configuration ({self.source}): models.{name}.recipe"
+                validate_recipe({**USER_MODEL_RECIPE, **spec["recipe"]}, where=where)
+
+    def _check_rows(self) -> None:
+        seen = set()
+        recipes = self.recipes()
+        for k, row in enumerate(self.values["rows"]):
+            try:
+                self.dataset_source(row["dataset"])
+            except ConfigError as err:
+                raise self._error(f"rows[{k}].dataset: {err}") from None
+            if row["arch"] not in self.values["models"]:
+                try:
+                    models.check_model_name(row["arch"])
+                except ConfigError as err:
+                    raise self._error(f"rows[{k}].arch: {err}") from None
+            name = row.get("recipe")
+            if name is not None and name not in recipes:
+                raise self._error(
+                    f"rows[{k}].recipe: unknown recipe {name!r}; defined: "
+                    f"{', '.join(sorted(recipes))}"
+                )
+            key = (row["dataset"], row["arch"])
+            if key in seen:
+                raise self._error(f"rows[{k}]: {key[0]}/{key[1]} appears twice")
+            seen.add(key)
+            if "minima" in row:
+                self._imported_files(k, row)
+        for name, recipe in recipes.items():
+            validate_recipe(recipe, where=f"configuration ({self.source}): recipes.{name}")
+        families = set(models.families()) | set(self.values["models"])
+        for family in self.values["resources"]["families"]:
+            if family not in families:
+                raise self._error(
+                    f"resources.families.{family}: no model family or network of the config "
+                    f"is called {family!r}; known: {', '.join(sorted(families))}"
+                )
+        self.selected_rows()  # a selection that matches nothing fails at start-up, too
+        if self.values["gpu_model"] is not None and not self.values["gpu_jobs"]:
+            raise self._error(
+                f"gpu_model: {self.values['gpu_model']!r} names a GPU type, but gpu_jobs is "
+                "false: the GPU jobs request no GPU; drop gpu_model or set gpu_jobs: true"
+            )
+
+    # ---- the catalogue ------------------------------------------------------------------------
+    def dataset_source(self, name: str):
+        """The dataset a row names: built in, or defined in the config's ``datasets``."""
+        return datasets.dataset_source(name, self.values["datasets"])
+
+    def model_spec(self, arch: str) -> dict | None:
+        """``{"build", "kwargs"}`` of a user's network, ``None`` for a built-in model."""
+        spec = self.values["models"].get(arch)
+        return None if spec is None else {"build": spec["build"], "kwargs": spec["kwargs"]}
+
+    def dataset_identity(self, name: str) -> dict:
+        """What identifies one of the config's datasets (``{"dataset": name, ...}``: its file's
+        checksum, its loader, its options); ``{}`` for a built-in dataset, named by its name."""
+        if name not in self.values["datasets"]:
+            return {}
+        try:
+            return {"dataset": name, **self.dataset_source(name).identity()}
+        except NoBarriersError as err:
+            raise self._error(str(err)) from None
+
+    def family(self, arch: str) -> str:
+        """What a row's resources and figures are grouped by: the built-in family's name, or a
+        user network's own name."""
+        return arch if arch in self.values["models"] else models.describe(arch)["family"]
+
+    def _imported_files(self, k: int, row: dict) -> list[str]:
+        pattern = row["minima"]["files"]
+        files = sorted(glob.glob(pattern))
+        if len(files) < 2:
+            raise self._error(
+                f"rows[{k}].minima.files: {pattern!r} matches {len(files)} file(s) (from the "
+                f"working directory {Path.cwd()}); a landscape needs at least two minima"
+            )
+        return files
+
+    def imported_files(self, dataset: str, arch: str) -> list[str] | None:
+        """The files of a row whose minima were trained elsewhere (sorted; minimum k has seed
+        ``seed_base + k``), ``None`` for a row that trains its minima."""
+        k, row = self._given_row(dataset, arch)
+        return self._imported_files(k, row) if "minima" in row else None
+
+    # ---- rows ---------------------------------------------------------------------------------
+    def recipes(self) -> dict[str, dict]:
+        """Built-in recipes overlaid, key by key, with the config's ``recipes``."""
+        recipes = built_in_recipes()
+        for name, recipe in self.given.get("recipes", {}).items():
+            recipes[name] = {**recipes.get(name, {}), **recipe}
+        return recipes
+
+    def selected_rows(self) -> list[tuple[str, str]]:
+        """(dataset, arch) of the rows selected by ``select.datasets`` / ``.architectures``."""
+        wanted = self.values["select"]
+        out = []
+        for row in self.values["rows"]:
+            if wanted["datasets"] and row["dataset"] not in wanted["datasets"]:
+                continue
+            if wanted["architectures"] and row["arch"] not in wanted["architectures"]:
+                continue
+            out.append((row["dataset"], row["arch"]))
+        if not out:
+            raise self._error(
+                "select.datasets / select.architectures: the selection matches no row of the "
+                "configuration"
+            )
+        return out
+
+    def job_resources(self, dataset: str, arch: str, rule: str) -> dict:
+        """``{"runtime", "mem_mb"}`` of a heavy rule's jobs of a row: the schema's defaults,
+        then ``resources.<rule>``, ``resources.families.<family>.<rule>`` and
+        ``rows[k].resources.<rule>``, key by key."""
+        section = self.values["resources"]
+        _, row = self._given_row(dataset, arch)
+        out = dict(schema.schema()["properties"]["resources"]["properties"][rule]["default"])
+        out.update(section[rule])
+        out.update(section["families"].get(self.family(arch), {}).get(rule, {}))
+        out.update(row.get("resources", {}).get(rule, {}))
+        return out
+
+    def runtime_minutes(self, dataset: str, arch: str, rule: str, attempt: int) -> int:
+        """The time limit of an attempt: the base runtime times ``retry_growth`` per retry,
+        never above ``resources.max_runtime``."""
+        section = self.values["resources"]
+        base = self.job_resources(dataset, arch, rule)["runtime"]
+        minutes = math.ceil(base * section["retry_growth"] ** (int(attempt) - 1))
+        cap = section["max_runtime"]
+        return minutes if cap is None else min(minutes, int(cap))
+
+    def check_runtime_fits(self, dataset: str, arch: str, longest_cycle_s: float, source) -> None:
+        """A runtime no AutoNEB job can finish in is refused at start-up: a job resumes after
+        its last finished cycle, so its limit must hold at least the longest cycle measured so
+        far for the row (``source``: the file that recorded it)."""
+        minutes = self.runtime_minutes(dataset, arch, "autoneb_path", attempt=1)
+        if 60 * minutes < longest_cycle_s:
+            cap = self.values["resources"]["max_runtime"]
+            key = (
+                "resources.max_runtime"
+                if cap is not None and cap <= minutes
+                else ("resources.autoneb_path.runtime (or its families./rows[k]. override)")
+            )
+            raise self._error(
+                f"{key}: AutoNEB jobs of {dataset}/{arch} get {minutes} minutes, but one cycle "
+                f"took {longest_cycle_s / 60:.1f} minutes ({source}); a job resumes only after "
+                "a finished cycle, so it could never progress. Raise the limit"
+            )
+
+    def rounds_folder(self) -> str:
+        """``rounds/max<M>-per<P>[-similar<r>]``: the folder of Algorithm 3's rounds, named
+        after the budget and the early stop, so that changing either replays the (cheap)
+        selection rounds while every finished path is kept (files are keyed by pair)."""
+        budget = self.values["exploration"]
+        name = f"rounds/max{budget['max_paths']}-per{budget['pairs_per_round']}"
+        rtol = budget["similar_saddles_rtol"]
+        return name if rtol is None else f"{name}-similar{rtol:g}"
+
+    def _given_row(self, dataset: str, arch: str) -> tuple[int, dict]:
+        for k, row in enumerate(self.given["rows"]):
+            if row["dataset"] == dataset and row["arch"] == arch:
+                return k, row
+        raise ConfigError(f"no row {dataset}/{arch} in the configuration ({self.source})")
+
+    @functools.cache  # noqa: B019 - one object per configuration; rows are asked for often
+    def row(self, dataset: str, arch: str) -> dict:
+        """Everything one Table B.1 row's jobs need, with every default made explicit."""
+        resolved = dict(self._resolve(dataset, arch)[0])
+        resolved.update(self._identity(dataset, arch))
+        return resolved
+
+    def sources(self, dataset: str, arch: str) -> dict[str, str]:
+        """Where each of the row's settings came from (for the start-up log)."""
+        return self._resolve(dataset, arch)[1]
+
+    def speed(self, dataset: str, arch: str) -> dict:
+        """The row's speed options (:func:`speed_options`), without reading any file."""
+        return speed_options(self._resolve(dataset, arch)[0])
+
+    def default_recipe_name(self, dataset: str, arch: str) -> str:
+        """The recipe a row uses unless it names one: the dataset's own (digits), else the model
+        family's; a user's network: its own (the paper's, with its ``recipe`` overrides)."""
+        source = self.dataset_source(dataset)
+        if arch in self.values["models"]:
+            if "recipe" in self.values["models"][arch] or source.recipe is None:
+                return arch
+        if source.recipe is not None:
+            return source.name
+        return models.describe(arch)["family"]
+
+    def _base_recipe(self, name: str, dataset: str) -> tuple[dict, str]:
+        """A recipe by name and where it came from: a built-in or ``recipes.<name>`` of the
+        config, or a user network's (its base -- the dataset's own recipe or the paper's --
+        with the network's ``recipe`` overrides)."""
+        recipes = self.recipes()
+        if name in self.values["models"] and name not in recipes:
+            source = self.dataset_source(dataset)
+            base = dict(source.recipe) if source.recipe is not None else dict(USER_MODEL_RECIPE)
+            return {**base, **self.values["models"][name].get("recipe", {})}, "models"
+        return recipes[name], "recipes"
+
+    def _resolve(self, dataset: str, arch: str) -> tuple[dict, dict]:
+        k, row = self._given_row(dataset, arch)
+        sources: dict[str, str] = {}
+        recipe_name = row.get("recipe") or self.default_recipe_name(dataset, arch)
+        recipe, kind = self._base_recipe(recipe_name, dataset)
+        recipe = validate_recipe(recipe, where=f"configuration ({self.source}): {recipe_name}")
+        built_in = (
+            "paper recipe" if recipe_name in built_in_recipes() else f"{self.source}: recipes"
+        )
+        if recipe_name in datasets.builtin():
+            built_in = f"{recipe_name} recipe, not in the paper"
+        given_recipe = self.given.get("recipes", {}).get(recipe_name, {})
+        model_recipe = self.values["models"].get(recipe_name, {}).get("recipe", {})
+        for key in recipe:
+            if key in given_recipe:
+                sources[f"recipe.{key}"] = f"{self.source}: recipes.{recipe_name}"
+            elif kind == "models" and key in model_recipe:
+                sources[f"recipe.{key}"] = f"{self.source}: models.{recipe_name}.recipe"
+            else:
+                sources[f"recipe.{key}"] = "paper recipe" if kind == "models" else built_in
+        autoneb = schema.defaults("autoneb")
+        for key in autoneb:
+            sources[f"autoneb.{key}"] = "paper default"
+        layers = [
+            (f"{self.source}: autoneb", self.given.get("autoneb", {})),
+            (f"{self.source}: rows[{k}].autoneb", row.get("autoneb", {})),
+        ]
+        for where, layer in layers:
+            autoneb.update(layer)
+            sources.update({f"autoneb.{key}": where for key in layer})
+        try:
+            algorithm, energy = split_autoneb(autoneb)
+        except ConfigError as err:
+            raise self._error(f"rows[{k}] ({dataset}/{arch}) autoneb: {err}") from None
+        n_minima = self.values["minima_per_arch"]
+        if "minima" in row:
+            n_minima = len(self._imported_files(k, row))
+        resolved = {
+            "dataset": dataset,
+            "arch": arch,
+            "seeds": [self.values["seed_base"] + i for i in range(n_minima)],
+            "recipe_name": recipe_name,
+            "recipe": recipe,
+            "autoneb": {**algorithm.to_dict(), **energy.to_dict()},
+            "mst": dict(self.values["mst"]),
+            "alignment": row.get("alignment", self.values["alignment"]),
+            "evaluation": dict(self.values["evaluation"]),
+            "exploration": dict(self.values["exploration"]),
+            "overlap": dict(self.values["overlap"]),
+        }
+        for section in ("mst", "exploration", "evaluation", "overlap"):
+            given = self.given.get(section, {})
+            for key in resolved[section]:
+                where = f"{self.source}: {section}"
+                sources[f"{section}.{key}"] = where if key in given else "paper default"
+        return resolved, sources
+
+    @functools.cache  # noqa: B019 - reads the user's files once per process
+    def _identity(self, dataset: str, arch: str) -> dict:
+        """The row's identity keys (:data:`IDENTITY_KEYS`) that apply to it."""
+        out: dict = {}
+        if (spec := self.model_spec(arch)) is not None:
+            out["model"] = spec
+        if dataset in self.values["datasets"]:
+            out["data"] = self.dataset_identity(dataset)
+        files = self.imported_files(dataset, arch)
+        if files is not None:
+            out["imported_minima"] = [file_digest(f) for f in files]
+        return out
+
+    def summary(self, dataset: str, arch: str) -> str:
+        """One line per row for the start-up log: the settings that matter most, and where
+        each came from (``paper default``, a recipe, or a section of the config)."""
+        row, src = self.row(dataset, arch), self.sources(dataset, arch)
+        recipe, autoneb, budget = row["recipe"], row["autoneb"], row["exploration"]
+        steps = sum(c["steps"] for c in autoneb["schedule"])
+        if "imported_minima" in row:
+            pattern = self._given_row(dataset, arch)[1]["minima"]["files"]
+            minima = f"{len(row['seeds'])} minima imported from {pattern}"
+        else:
+            minima = (
+                f"recipe {row['recipe_name']}: {recipe['epochs']} epochs "
+                f"[{src['recipe.epochs']}], batch {recipe['batch_size']} "
+                f"[{src['recipe.batch_size']}]"
+            )
+        parts = [
+            minima,
+            f"AutoNEB {len(autoneb['schedule'])} cycles / {steps} steps "
+            f"[{src['autoneb.schedule']}], batch {autoneb['batch_size']} "
+            f"[{src['autoneb.batch_size']}], eval_subset {autoneb['eval_subset']} "
+            f"[{src['autoneb.eval_subset']}]",
+            f"budget {budget['max_paths']} paths [{src['exploration.max_paths']}], "
+            f"{budget['pairs_per_round']} per round [{src['exploration.pairs_per_round']}], "
+            f"early stop {budget['similar_saddles_rtol']} "
+            f"[{src['exploration.similar_saddles_rtol']}]",
+        ]
+        if "model" in row:
+            parts.insert(0, f"model {row['model']['build']}({row['model']['kwargs'] or ''})")
+        extensions = [  # the options beyond the paper, named when they are on
+            f"climbing_cycles {autoneb['climbing_cycles']}" if autoneb["climbing_cycles"] else "",
+            f"alignment {row['alignment']}" if row["alignment"] != "none" else "",
+            f"ensembles {row['evaluation']['ensemble_sizes']}"
+            if row["evaluation"]["ensemble_sizes"]
+            else "",
+        ]
+        if any(extensions):
+            parts.append("beyond the paper: " + ", ".join(e for e in extensions if e))
+        return f"{dataset}/{arch}: " + "; ".join(parts)
+
+
+#: resources through which a job requests GPUs from SLURM
+GPU_RESOURCES = ("gpu", "gpu_model", "gres")
+HEAVY_RULES = ("train_minimum", "import_minimum", "autoneb_path", "aligned_path", "evaluate_path",
+               "slice_figure")  # fmt: skip
+#: the resources a profile may set: Snakemake's standard ones and those the SLURM executor
+#: plugin (2.x) reads; anything else would be ignored without a word
+KNOWN_RESOURCES = frozenset(
+    {"runtime", "walltime", "mem", "mem_mb", "mem_mib", "mem_gb", "disk", "disk_mb", "disk_mib"}
+    | {"tmpdir", "threads", "_cores", "_nodes"}
+    | {"slurm_partition", "slurm_account", "slurm_extra", "slurm_cluster", "clusters", "cluster"}
+    | {"constraint", "qos", "nodes", "tasks", "tasks_per_node", "tasks_per_gpu", "mpi"}
+    | {"cpus_per_task", "cpus_per_gpu", "mem_mb_per_cpu", *GPU_RESOURCES}
+)
+
+
+def _resource_items(resources) -> dict:
+    """``{name: value as given}`` of Snakemake's resource settings (or of a plain dict)."""
+    if resources is None:
+        return {}
+    parsed = getattr(resources, "parsed", resources)
+    try:
+        items = dict(parsed)
+    except (TypeError, ValueError):
+        return {}
+    return {name: getattr(value, "raw", value) for name, value in items.items()}
+
+
+def check_cluster_settings(
+    config: dict, overwrite_resources=None, default_resources=None, rules=None
+) -> None:
+    """At start-up, the profile's resources (``default-resources``, ``set-resources``):
+
+    * a resource name neither Snakemake nor the SLURM plugin knows (``slurm_partiton``) or a
+      rule name the workflow does not have is refused, naming it, instead of being ignored;
+    * a GPU requested through the profile is refused: with ``gpu_jobs: false`` the SLURM plugin
+      would still send ``--gpus=<model>:1`` for a ``gpu_model``, and beside the workflow's own
+      request both ``--gres`` and ``--gpus`` could reach sbatch.
+    """
+    sources = {"default-resources": _resource_items(default_resources)}
+    for rule, resources in dict(overwrite_resources or {}).items():
+        if rules is not None and rule not in rules:
+            near = difflib.get_close_matches(rule, rules, n=1)
+            raise ConfigError(
+                f"set-resources (profile or command line): no rule {rule!r} in this workflow"
+                + (f" (did you mean {near[0]!r}?)" if near else "")
+            )
+        sources[f"set-resources: {rule}"] = _resource_items(resources)
+    for where, resources in sources.items():
+        for key in resources:
+            if key not in KNOWN_RESOURCES:
+                near = difflib.get_close_matches(key, KNOWN_RESOURCES, n=1)
+                raise ConfigError(
+                    f"{where} (profile or command line): unknown resource {key!r}; neither "
+                    "Snakemake nor the SLURM executor plugin reads it"
+                    + (f" (did you mean {near[0]!r}?)" if near else "")
+                )
+        rule = where.split(": ", 1)[-1]
+        if rule != "default-resources" and rule not in HEAVY_RULES:
+            continue
+        for key in GPU_RESOURCES:
+            value = resources.get(key)
+            if value in (None, "", 0, "0"):
+                continue
+            if not config["gpu_jobs"]:
+                raise ConfigError(
+                    f"profile {where}: {key}={value!r} requests a GPU while the workflow's "
+                    "gpu_jobs is false; remove it from the profile"
+                )
+            raise ConfigError(
+                f"profile {where}: {key}={value!r}: the workflow requests the GPU of its jobs "
+                "itself (gpu_jobs, gpu_request, gpu_model in the config); remove it from the "
+                "profile, or both --gpus and --gres may reach sbatch"
+            )
+
+
+def stage_settings(resolved_row: dict, stage: str) -> dict:
+    """The part of a resolved row that determines a stage's results (and nothing else): the
+    speed options (:func:`speed_options`) are left out."""
+    if stage not in STAGE_KEYS:
+        raise ValueError(f"unknown stage {stage!r}; valid: {', '.join(STAGE_KEYS)}")
+    out = {k: resolved_row[k] for k in STAGE_KEYS[stage] if k in resolved_row}
+    for section, names in (("recipe", RECIPE_SPEED), ("autoneb", AUTONEB_SPEED)):
+        if section in out:
+            out[section] = {k: v for k, v in out[section].items() if k not in names}
+    return out
+
+
+def row_identity(settings: dict) -> dict:
+    """The identity keys (:data:`IDENTITY_KEYS`) a row's (or a stage's) settings have: what
+    minimum and path files record beside the names, so that they rebuild their network (a user's
+    ``model``) without the config."""
+    return {k: settings[k] for k in ("model", "data") if k in settings}
+
+
+def speed_options(resolved_row: dict) -> dict:
+    """``{"recipe": {...}, "autoneb": {...}}``: the row's settings that change how fast a job
+    runs but not what it computes; jobs take them from the config, never from rule params."""
+    return {
+        "recipe": {k: resolved_row["recipe"][k] for k in RECIPE_SPEED},
+        "autoneb": {k: resolved_row["autoneb"][k] for k in AUTONEB_SPEED},
+    }
+
+
+def stage_hash(settings: dict, stage: str) -> str:
+    """Hash (12 hex digits) of the settings that determine a stage's results, from a resolved
+    row or from a stage's settings.
+
+    ``minima``: dataset, architecture, recipe. ``paths``: + AutoNEB settings and the data of the
+    MST weights. ``evaluation``: + evaluation settings. The exploration budget is deliberately not
+    part of any hash: raising it extends the AutoNEB loop without invalidating finished paths.
+    """
+    text = json.dumps(stage_settings(settings, stage), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
