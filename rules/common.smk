@@ -14,6 +14,7 @@ from nobarriers.settings.config import (
     stage_settings,
 )
 from nobarriers.formats.records import LandscapeRecord, RoundRecord
+from nobarriers.settings.versions import versions_of
 from nobarriers.core.results_lock import hold_results_lock
 from nobarriers.stages.checks import check_user_models
 from nobarriers.stages.common import longest_cycle
@@ -93,11 +94,14 @@ def dataset_inputs(wildcards):
     return SETTINGS.dataset_source(wildcards.dataset).inputs()
 
 
-def dataset_identity(wildcards):
-    """What identifies a user's dataset (its file's checksum, its loader and options); {} for a
-    built-in one. A changed identity re-prepares it, and everything downstream follows.
-    """
-    return SETTINGS.dataset_identity(wildcards.dataset)
+def dataset_settings(wildcards):
+    """What the data stage's result depends on: what identifies a user's dataset (its file's
+    checksum, its loader and options; nothing for a built-in one) and the data stage's algorithm
+    version. A change re-prepares it, and everything downstream follows."""
+    return {
+        **SETTINGS.dataset_identity(wildcards.dataset),
+        "algorithm": versions_of("data"),
+    }
 
 
 def job_runtime(rule):

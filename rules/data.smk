@@ -17,6 +17,6 @@ rule prepare_dataset:
         runtime=60,
         mem_mb=4000,
     params:
-        identity=dataset_identity,
+        data=dataset_settings,
     script:
         "../workflow/scripts/prepare_dataset.py"

@@ -31,7 +31,7 @@ def test_defaults_are_filled_in():
         (lambda c: c.update(minima_per_arch="ten"), "minima_per_arch"),
         (lambda c: c.update(exploration={"max_paths": 0}), "exploration.max_paths"),
         (lambda c: c["rows"][0].update(arch="resnet-banana"), "rows[0].arch"),
-        (lambda c: c["rows"][0].update(dataset="mnist"), "rows[0].dataset"),
+        (lambda c: c["rows"][0].update(dataset="svhn"), "rows[0].dataset"),
         (lambda c: c.update(autoneb={"schedule": []}), "autoneb.schedule"),
         (lambda c: c.update(autoneb={"eval_subset": 1}), "autoneb.eval_subset"),
         (lambda c: c.update(recipes={"digits": {"momentum": 1.0}}), "recipes.digits.momentum"),

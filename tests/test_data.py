@@ -136,9 +136,9 @@ def test_archive_with_a_damaged_member_is_refused(tmp_path, no_network):
 
 
 def test_unknown_dataset():
-    with pytest.raises(ConfigError, match="cifar10, cifar100, digits"):
-        load_dataset("mnist", "/nonexistent")
-    with pytest.raises(ConfigError, match="cifar10, cifar100, digits"):
+    with pytest.raises(ConfigError, match="cifar10, cifar100, digits, mnist, fashion-mnist"):
+        load_dataset("svhn", "/nonexistent")
+    with pytest.raises(ConfigError, match="define your own in the config's datasets"):
         prepare_dataset("imagenet", "/nonexistent")
 
 

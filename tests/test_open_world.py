@@ -344,13 +344,31 @@ def nobarriers(cwd, *args, check=True):
 
 
 @pytest.mark.slow
-def test_own_network_data_and_minima_through_the_whole_workflow(lab):
-    """The README's "Your own network and data", as written: a package of the user's own in the
-    working directory, an .npz dataset, three minima trained outside the workflow; the real
-    workflow to Table B.1 on them, then ``nobarriers inspect`` and ``connect`` on its files."""
-    tmp_path = lab
-    snakemake(tmp_path, "--cores", "2", "--configfile", "my.yaml")
-    results = tmp_path / "results"
+def test_own_network_data_and_minima_through_the_whole_workflow(tmp_path):
+    """The README's "Your own network and data", its commands run as written and in order: a
+    package of the user's own in the working directory, an .npz dataset, three minima trained
+    outside the workflow; the real workflow to Table B.1 on them, then ``nobarriers inspect``,
+    ``connect`` and ``table`` on its files."""
+    from test_docs_commands import own_network_commands
+
+    checkout = tmp_path / "checkout"  # the workflow's files, the example copied into it
+    checkout.mkdir()
+    for name in ("Snakefile", "rules", "workflow", "config", "report", "envs", "profiles"):
+        (checkout / name).symlink_to(ROOT / name)
+    shutil.copytree(EXAMPLE, checkout / "examples" / "own_network",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    cwd = checkout
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    for command in own_network_commands():
+        if command.startswith("cd "):
+            cwd = cwd / command.split(" ", 1)[1]
+            continue
+        proc = subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True,
+                              text=True, timeout=1200)  # fmt: skip
+        assert proc.returncode == 0, f"{command}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    lab = cwd
+    results = lab / "results"
     table = {r["architecture"]: r for r in _csv(results / "table_b1.csv")}
     assert set(table) == {"tiny_net", "tiny_pretrained"}
     for arch, row in table.items():
@@ -363,22 +381,21 @@ def test_own_network_data_and_minima_through_the_whole_workflow(lab):
     figures = {p.name for p in (results / "figures" / "blobs" / "tiny_pretrained").glob("*.png")}
     assert {"fig4_path_cycles.png", "fig6_learning_curves.png", "fig1_slice.png", "mst.png",
             "ensembles.png"} <= figures  # fmt: skip
-    # each imported minimum records its source and the network; BN statistics are exact
+    # each imported minimum records its source and the network it rebuilds without the config
     minimum = results / "blobs" / "tiny_pretrained" / "minima" / "1.safetensors"
-    shown = json.loads(nobarriers(tmp_path, "inspect", "--json", str(minimum)).stdout)
+    shown = json.loads(nobarriers(lab, "inspect", "--json", str(minimum)).stdout)
     assert shown["model"] == {"build": "mylab.nets:build_tiny", "kwargs": {"width": 8}}
     assert shown["imported_from"]["file"] == "run1.pt" and shown["epochs"] == 0
-    # connect rebuilds the network from the minimum files alone (the data from the config)
-    trained = sorted((results / "blobs" / "tiny_net" / "minima").glob("*.safetensors"))
-    nobarriers(tmp_path, "connect", str(trained[0]), str(trained[2]), "--out", "0-2.h5",
-               "--config", "my.yaml", "--threads", "1")  # fmt: skip
-    path = json.loads(nobarriers(tmp_path, "inspect", "--json", "0-2.h5").stdout)
+    path = json.loads(nobarriers(lab, "inspect", "--json", "0-2.h5").stdout)  # connect's file
     assert path["endpoints"] == [0, 2] and path["arch"] == "tiny_net"
     # nothing changed: nothing to do; a changed data file reruns everything that read it
-    assert "Nothing to be done" in snakemake(tmp_path, "-n", "--cores", "1", "--configfile",
-                                             "my.yaml").stdout  # fmt: skip
-    write_blobs(tmp_path / "blobs.npz", x_test=blobs()["x_test"] + 0.5)
-    planned = snakemake(tmp_path, "-n", "--cores", "1", "--configfile", "my.yaml").stdout
+    args = ("-n", "--cores", "1", "--configfile", "my.yaml")
+    assert "Nothing to be done" in snakemake(lab, *args).stdout
+    with np.load(lab / "blobs.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["x_test"] = arrays["x_test"] + 0.5
+    np.savez(lab / "blobs.npz", **arrays)
+    planned = snakemake(lab, *args).stdout
     assert "prepare_dataset" in planned and "train_minimum" in planned
     assert "import_minimum" in planned
 
@@ -388,3 +405,10 @@ def _csv(path):
 
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def test_the_readme_shows_the_example_files_as_they_are():
+    section = (ROOT / "README.md").read_text().split("## Your own network and data", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    assert (EXAMPLE / "mylab" / "nets.py").read_text() in section
+    assert (EXAMPLE / "my.yaml").read_text() in section

@@ -27,8 +27,8 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 
 
-def snakemake(*args, check=True, timeout=900):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def snakemake(*args, check=True, timeout=900, env=None):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.run(
         [SNAKEMAKE, *args],
         cwd=ROOT,
@@ -157,11 +157,11 @@ def test_tiny_workflow_end_to_end(tmp_path):
     text = report.read_text(errors="replace")
     assert "Table B.1" in text and "Figure 5" in text
 
-    def planned(*config) -> dict[str, int]:
+    def planned(*config, env=None) -> dict[str, int]:
         """Jobs per rule that a plain dry run of the tiny config (budget 3) would run."""
         budget = "exploration={max_paths: 3, pairs_per_round: 2}"
         out = snakemake("-n", "--cores", "2", "--configfile", str(TINY), "--config", *overrides,
-                        budget, *config).stdout  # fmt: skip
+                        budget, *config, env=env).stdout  # fmt: skip
         if "Nothing to be done" in out:
             return {}
         stats = out.split("Job stats:", 1)[1].split("total", 1)[0]
@@ -187,6 +187,30 @@ def test_tiny_workflow_end_to_end(tmp_path):
     # (the path jobs follow once the rerun selection rounds name their pairs)
     assert insertion["select_pairs"] >= 1 and "train_minimum" not in insertion, insertion
     assert planned("recipes={digits: {epochs: 9}}")["train_minimum"] == 3
+
+    # A bumped algorithm version (nobarriers.settings.versions: a code change that changes what a
+    # stage computes) reruns exactly that stage's jobs and what depends on them.
+    def bumped(stage):
+        folder = tmp_path / f"bump-{stage}"
+        folder.mkdir()
+        (folder / "sitecustomize.py").write_text(
+            f"import nobarriers.settings.versions as v\nv.ALGORITHM_VERSIONS[{stage!r}] += 1\n"
+        )
+        path = os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])
+        return planned(env={"PYTHONPATH": path})
+
+    evaluation = bumped("evaluation")
+    assert evaluation["evaluate_path"] == 2 and evaluation["table_b1"] == 1, evaluation
+    assert evaluation["slice_figure"] == 1 and evaluation["row_figures"] == 1, evaluation
+    assert not {"train_minimum", "autoneb_path", "aligned_path", "select_pairs", "landscape",
+                "prepare_dataset"} & set(evaluation), evaluation  # fmt: skip
+    report_only = bumped("report")
+    assert report_only["table_row"] == 1 and "evaluate_path" not in report_only, report_only
+    path_stage = bumped("paths")
+    assert path_stage["select_pairs"] >= 1 and path_stage["landscape"] == 1, path_stage
+    assert not {"train_minimum", "prepare_dataset"} & set(path_stage), path_stage
+    data_stage = bumped("data")
+    assert data_stage["prepare_dataset"] == 1 and data_stage["train_minimum"] == 3, data_stage
 
     # A deleted file is an input Snakemake sees: a plain run plans its job and what depends on
     # it, nothing else (the MST edge's evaluation and the overlap table here).

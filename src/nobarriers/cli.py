@@ -64,6 +64,7 @@ def _runtime(settings, args, dataset: str, arch: str):
         threads=args.threads,
         speed=settings.speed(dataset, arch),
         definitions=dict(settings.values["datasets"]),
+        local_copies=dict(settings.values["local_copies"]),
     )
 
 

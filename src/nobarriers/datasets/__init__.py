@@ -3,7 +3,8 @@
 Every module of :mod:`nobarriers.datasets.builtin` that defines ``SOURCES`` adds its datasets
 (digits, CIFAR10/100, ...): adding a built-in dataset is adding one module there. A user's
 dataset is defined in the config's ``datasets`` section, by an ``.npz`` file
-(:mod:`~nobarriers.datasets.npz`) or a loader function (:mod:`~nobarriers.datasets.imported`).
+(:mod:`~nobarriers.datasets.npz`), a loader function (:mod:`~nobarriers.datasets.imported`) or as
+a seeded subset of another dataset (:mod:`~nobarriers.datasets.subset`).
 All of them are a :class:`~nobarriers.datasets.base.DatasetSource`: what is known before loading
 (classes, input shape, augmentation, identity), ``prepare`` (download, verify, cache) and
 ``load`` (normalised tensors). Torch-free until data are loaded.
@@ -48,6 +49,12 @@ def dataset_source(name: str, definitions: dict | None = None) -> DatasetSource:
             from .npz import NpzSource
 
             return NpzSource(key, spec)
+        if "subset_of" in spec:
+            from .subset import SubsetSource
+
+            if spec["subset_of"] == key:
+                raise ConfigError(f"datasets.{key}.subset_of: a dataset cannot be its own subset")
+            return SubsetSource(key, spec, dataset_source(spec["subset_of"], definitions))
         from .imported import ImportedSource
 
         return ImportedSource(key, spec)
@@ -57,13 +64,16 @@ def dataset_source(name: str, definitions: dict | None = None) -> DatasetSource:
     raise ConfigError(
         f"unknown dataset {name!r}; built-in: {', '.join(builtin())}"
         + (f"; defined in the config: {', '.join(defined)}" if defined else "")
-        + "; define your own in the config's datasets: section (npz: or load:)"
+        + "; define your own in the config's datasets: section (npz:, load: or subset_of:)"
     )
 
 
-def prepare_dataset(name: str, root, checksums=None, definitions: dict | None = None) -> None:
-    """Make a dataset available under ``root`` (download and verify, or check and cache)."""
-    dataset_source(name, definitions).prepare(root, checksums)
+def prepare_dataset(
+    name: str, root, checksums=None, definitions: dict | None = None, local_copy=None
+) -> None:
+    """Make a dataset available under ``root`` (download and verify, or check and cache);
+    ``local_copy``: a folder holding its original files, taken instead of a download."""
+    dataset_source(name, definitions).prepare(root, checksums, local_copy)
 
 
 def load_dataset(

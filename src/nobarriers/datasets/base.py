@@ -71,8 +71,10 @@ class DatasetSource:
     def inputs(self) -> list[str]:
         return []
 
-    def prepare(self, root, checksums=None) -> None:
-        """Make the data available under ``root`` (download, verify, cache); idempotent."""
+    def prepare(self, root, checksums=None, local_copy=None) -> None:
+        """Make the data available under ``root`` (download, verify, cache); idempotent.
+        ``local_copy``: a folder holding the dataset's original files, taken instead of a
+        download (the config's ``local_copies``)."""
 
     def load(self, root, device="cpu", checksums=None, verify: bool = True) -> Dataset:
         raise NotImplementedError

@@ -92,7 +92,7 @@ class ImportedSource(DatasetSource):
     def cache(self, root) -> Path:
         return Path(root) / self.name / f"{self.name}.npz"
 
-    def prepare(self, root, checksums=None) -> None:
+    def prepare(self, root, checksums=None, local_copy=None) -> None:
         import numpy as np
 
         from ..core.atomic import atomic_path

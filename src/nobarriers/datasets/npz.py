@@ -123,7 +123,7 @@ class NpzSource(DatasetSource):
         check_arrays(f"{self.where} ({self.path})", arrays, self.given_classes)
         return arrays
 
-    def prepare(self, root, checksums=None) -> None:
+    def prepare(self, root, checksums=None, local_copy=None) -> None:
         self.arrays()
 
     def load(self, root, device="cpu", checksums=None, verify: bool = True) -> Dataset:

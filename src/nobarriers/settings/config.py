@@ -43,6 +43,7 @@ from .autoneb_config import SPEED_OPTIONS as AUTONEB_SPEED
 from .autoneb_config import split_autoneb
 from .recipes import SPEED_OPTIONS as RECIPE_SPEED
 from .recipes import USER_MODEL_RECIPE, built_in_recipes, validate_recipe
+from .versions import versions_of
 
 #: what identifies a row beyond its names, present only where it applies: a user's network
 #: (``model``: import path and kwargs), a user's dataset (``data``: its identity) and minima
@@ -97,12 +98,20 @@ class WorkflowConfig:
         for name, spec in self.values["datasets"].items():
             if name in datasets.builtin():
                 raise self._error(f"datasets.{name}: {name!r} is a built-in dataset; rename yours")
-            if ("npz" in spec) == ("load" in spec):
+            kinds = [k for k in ("npz", "load", "subset_of") if k in spec]
+            if len(kinds) != 1:
                 raise self._error(
-                    f"datasets.{name}: give exactly one of npz (a file) and load (a function)"
+                    f"datasets.{name}: give exactly one of npz (a file), load (a function) and "
+                    "subset_of (another dataset)"
                 )
-            if "npz" in spec and spec.get("kwargs"):
+            if "load" not in spec and spec.get("kwargs"):
                 raise self._error(f"datasets.{name}.kwargs: only a load function takes kwargs")
+            if ("subset_of" in spec) != ("n_train" in spec):
+                raise self._error(f"datasets.{name}: subset_of and n_train go together")
+            if "subset_of" not in spec:
+                for key in ("n_test", "seed"):
+                    if spec.get(key) not in (None, 0):
+                        raise self._error(f"datasets.{name}.{key}: only a subset_of has it")
         for name, spec in self.values["models"].items():
             try:
                 models.describe(name)
@@ -501,13 +510,15 @@ def check_cluster_settings(
 
 def stage_settings(resolved_row: dict, stage: str) -> dict:
     """The part of a resolved row that determines a stage's results (and nothing else): the
-    speed options (:func:`speed_options`) are left out."""
+    speed options (:func:`speed_options`) are left out; the algorithm versions of the stages it
+    builds on (:mod:`nobarriers.settings.versions`) are added."""
     if stage not in STAGE_KEYS:
         raise ValueError(f"unknown stage {stage!r}; valid: {', '.join(STAGE_KEYS)}")
     out = {k: resolved_row[k] for k in STAGE_KEYS[stage] if k in resolved_row}
     for section, names in (("recipe", RECIPE_SPEED), ("autoneb", AUTONEB_SPEED)):
         if section in out:
             out[section] = {k: v for k, v in out[section].items() if k not in names}
+    out["algorithm"] = versions_of(stage)  # a bumped version reruns the stage and what follows
     return out
 
 

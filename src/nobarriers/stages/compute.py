@@ -37,7 +37,8 @@ class JobRuntime:
 
     ``data_dir`` and ``checksums`` (the config's ``dataset_checksums``) locate and verify the
     datasets, ``definitions`` (the config's ``datasets``) says where a user's dataset comes from
-    (its identity, e.g. the file's checksum, is in the stage settings); ``device`` is the
+    (its identity, e.g. the file's checksum, is in the stage settings), ``local_copies`` where
+    a built-in dataset's original files are kept offline; ``device`` is the
     config's (``auto``, ``cpu``, ``cuda``); ``threads`` the cores Snakemake gave the job;
     ``gpus`` the GPUs its rule requested; ``speed`` the row's speed options
     (:func:`nobarriers.settings.config.speed_options`)."""
@@ -49,6 +50,7 @@ class JobRuntime:
     gpus: int = 0
     speed: dict = field(default_factory=dict)
     definitions: dict = field(default_factory=dict)
+    local_copies: dict = field(default_factory=dict)
 
     @classmethod
     def from_snakemake(cls, smk) -> JobRuntime:
@@ -66,6 +68,7 @@ class JobRuntime:
             gpus=requested_gpus(smk.resources),
             speed=speed,
             definitions=dict(smk.config.get("datasets", {})),
+            local_copies=dict(smk.config.get("local_copies", {})),
         )
 
     def dataset(self, name: str, device="cpu") -> Dataset:

@@ -20,6 +20,7 @@ def prepare_dataset_job(dataset: str, runtime: JobRuntime, out_json) -> DatasetR
         runtime.data_dir,
         checksums=runtime.checksums.get(dataset),
         definitions=runtime.definitions,
+        local_copy=runtime.local_copies.get(dataset),
     )
     data = runtime.dataset(dataset)
     record = DatasetRecord(

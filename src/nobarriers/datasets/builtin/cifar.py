@@ -79,14 +79,14 @@ def _bad_files(cls, folder: Path) -> list[str]:
     return bad
 
 
-def _prepare(name: str, root, checksums: Mapping[str, str] | None = None) -> None:
+def _prepare(name: str, root, checksums: Mapping[str, str] | None = None, local_copy=None) -> None:
     """Make CIFAR available under ``root``: download it once, or verify what is there.
 
-    The archive is downloaded (torchvision's ``download_url``) unless it is already in
-    ``root``, its md5 is checked, it is extracted into a temporary folder, every extracted file's
-    md5 is checked, and only then is the folder moved into place -- a damaged archive or member
-    is refused with the file named and leaves nothing half-written. ``checksums``: see
-    :func:`_verified_class`.
+    The archive is downloaded (torchvision's ``download_url``) unless it is already in ``root``
+    or in ``local_copy``; its md5 is checked, it is extracted into a temporary folder, every
+    extracted file's md5 is checked, and only then is the folder moved into place -- a damaged
+    archive or member is refused with the file named and leaves nothing half-written.
+    ``checksums``: see :func:`_verified_class`.
 
     Raises :class:`DatasetUnavailable` when the files are missing and cannot be downloaded, and
     :class:`FileFormatError` when they fail a check.
@@ -105,6 +105,8 @@ def _prepare(name: str, root, checksums: Mapping[str, str] | None = None) -> Non
                 f"delete the folder (and a damaged {archive.name}) and run again"
             )
         return
+    if not archive.is_file() and local_copy and (Path(local_copy) / cls.filename).is_file():
+        archive = Path(local_copy) / cls.filename  # read where it is, never copied
     if not archive.is_file():
         try:
             download_url(cls.url, os.fspath(root), cls.filename, cls.tgz_md5)
@@ -189,8 +191,8 @@ class CifarSource(DatasetSource):
     def __init__(self, name: str, label: str, num_classes: int):
         self.name, self.label, self.num_classes = name, label, num_classes
 
-    def prepare(self, root, checksums=None) -> None:
-        _prepare(self.name, root, checksums)
+    def prepare(self, root, checksums=None, local_copy=None) -> None:
+        _prepare(self.name, root, checksums, local_copy)
 
     def load(self, root, device="cpu", checksums=None, verify: bool = True) -> Dataset:
         if root is None:

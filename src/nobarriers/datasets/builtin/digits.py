@@ -70,7 +70,7 @@ class DigitsSource(DatasetSource):
     num_classes = 10
     input_shape = (1, 8, 8)
 
-    def prepare(self, root, checksums=None) -> None:
+    def prepare(self, root, checksums=None, local_copy=None) -> None:
         import numpy as np
 
         from ...core.atomic import atomic_path
