@@ -147,8 +147,14 @@ def _kind(path: Path) -> str:
 
         from .formats.pathfile import EVALUATION_FORMAT, PATH_FORMAT
 
-        with h5py.File(path, "r") as f:
-            marker = f.attrs.get("nobarriers_format", "")
+        try:
+            with h5py.File(path, "r") as f:
+                marker = f.attrs.get("nobarriers_format", "")
+        except OSError as exc:
+            raise FileFormatError(
+                f"{path}: an HDF5 signature, but not a readable HDF5 file (truncated or damaged: "
+                f"{' '.join(str(exc).split())})"
+            ) from None
         marker = marker.decode() if isinstance(marker, bytes) else str(marker)
         kinds = {PATH_FORMAT: "path", EVALUATION_FORMAT: "evaluation"}
         if marker not in kinds:
@@ -391,6 +397,10 @@ def main(argv=None) -> int:
         return COMMANDS[args.command](args)
     except NoBarriersError as exc:
         print(f"nobarriers {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system's answer (a folder where a file was named, ...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"nobarriers {args.command}: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
 
 

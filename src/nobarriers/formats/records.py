@@ -38,7 +38,7 @@ def _read_json(path, kind: str) -> dict:
         payload = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise FileFormatError(f"{kind} {path}: file not found") from None
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise FileFormatError(f"{kind} {path}: not readable JSON ({err})") from None
     if not isinstance(payload, dict):
         raise FileFormatError(f"{kind} {path}: not a JSON object")
