@@ -30,7 +30,7 @@ onstart:
     if (
         workflow.is_main_process
     ):  # one run per results directory, see nobarriers.core.results_lock
-        hold_results_lock(RESULTS)
+        hold_results_lock(RESULTS, adopt=config["results_dir_adopt"])
 
 
 report: "report/workflow.rst"

@@ -4,7 +4,8 @@ For each network and number of interior pivots N, one full :class:`~nobarriers.e
 step (redistribution, losses and gradients of all pivots on one common batch, tangents, projection,
 SGD update) is timed in each energy mode, interleaved with the floor: N x one plain training step
 (forward + backward + SGD step of the ``nn.Module``) on the same batch. Medians of ``--repeats``
-interleaved rounds. ``auto`` is timed including which mode it picked and its one-off calibration.
+interleaved rounds. ``auto`` is timed with the mode its rule picks (the batched kernel for MLPs,
+the loop otherwise): the check that the rule picks the faster mode.
 ``once`` is the step with ``AutoNEBConfig(endpoint_losses="once")`` (fixed endpoint losses, no
 endpoint forward passes), in the loop for conv nets and vmap for MLPs.
 
@@ -95,7 +96,7 @@ def bench(net: str, ns: list[int], repeats: int, batch: int | None, device) -> l
         nebs = {m: neb_for(e, model, n) for m, e in energies.items()}
         nebs["once"] = neb_for(energies[CONV_MODE if net in CONV else "vmap"], model, n, True)
         gens = {m: torch.Generator().manual_seed(0) for m in nebs}
-        # auto: the first step includes the calibration (times vmap and loop twice each)
+        # auto: the first step includes the rule's one trial evaluation
         t0 = time.perf_counter()
         nebs["auto"].step(gens["auto"])
         first_auto = time.perf_counter() - t0

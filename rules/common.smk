@@ -17,7 +17,7 @@ from nobarriers.formats.records import LandscapeRecord, RoundRecord
 from nobarriers.settings.versions import versions_of
 from nobarriers.core.results_lock import hold_results_lock
 from nobarriers.stages.checks import check_user_models
-from nobarriers.stages.common import longest_cycle
+from nobarriers.stages.common import files_of_other_minima, longest_cycle
 
 # Validate before any job is planned; fills the schema's defaults into `config` in place.
 CONFIG_SOURCE = (
@@ -48,6 +48,21 @@ if workflow.is_main_process:  # once, at start-up: what each row runs with, and 
         logger.info(f"nobarriers settings of {SETTINGS.summary(dataset, arch)}")
     # a user's network against its dataset (imports torch only for such rows)
     check_user_models(SETTINGS, ROWS)
+    for (
+        dataset,
+        arch,
+    ) in ROWS:  # files of minima the config no longer has: named, never read
+        other = files_of_other_minima(
+            f"{RESULTS}/{dataset}/{arch}", SETTINGS.row(dataset, arch)["seeds"]
+        )
+        if other:
+            logger.warning(
+                f"nobarriers: {len(other)} file(s) of {dataset}/{arch} belong to minima this "
+                f"configuration does not have (seeds {SETTINGS.row(dataset, arch)['seeds']}) "
+                f"and are not used: {', '.join(map(str, other[:6]))}"
+                + (", ..." if len(other) > 6 else "")
+                + "; move them aside or delete them"
+            )
 
 # rows whose minima were trained elsewhere (rows[k].minima): rule import_minimum, not training
 IMPORTED_ROWS = [(d, a) for d, a in ROWS if SETTINGS.imported_files(d, a) is not None]
@@ -251,9 +266,9 @@ def aligned_mst_paths(wildcards):
 
 
 def expected_table_hashes(wildcards):
-    """Config hash (evaluation stage) of every selected row: the table refuses other results."""
+    """Config hash (report stage) of every selected row: the table refuses other results."""
     return {
-        f"{dataset}/{arch}": stage_hash(SETTINGS.row(dataset, arch), "evaluation")
+        f"{dataset}/{arch}": stage_hash(SETTINGS.row(dataset, arch), "report")
         for dataset, arch in ROWS
     }
 

@@ -4,8 +4,9 @@ A *point* is a flat 1-D float tensor of length :attr:`Energy.dim`. Algorithm 1 o
 (2018) needs, in every step, the loss and the gradient of every interior pivot. "Computing the
 NEB forces can trivially be parallelised over the pivots" (Sec. 3.1): all pivots of a step are
 evaluated on ONE common mini-batch, either vectorised over the pivots (``mode="vmap"``) or one
-pivot after the other (``mode="loop"``); ``mode="auto"`` times both once on the real batch and
-keeps the faster. This module holds the interface (:class:`Energy`) and any differentiable
+pivot after the other (``mode="loop"``); ``mode="auto"`` takes the one the benchmarks measured to
+be faster for the energy (the batched kernel of an MLP, else the loop), so that reruns are bitwise
+identical. This module holds the interface (:class:`Energy`) and any differentiable
 function of a flat vector (:class:`FunctionEnergy`); networks are
 :class:`nobarriers.engine.model_energy.ModelEnergy`.
 """
@@ -13,7 +14,6 @@ function of a flat vector (:class:`FunctionEnergy`); networks are
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 import torch
@@ -24,11 +24,6 @@ from ..core.errors import ConfigError
 from ..settings.autoneb_config import MODES
 
 log = logging.getLogger("nobarriers")
-
-
-def _sync(device: torch.device | None) -> None:
-    if device is not None and device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class Energy:
@@ -185,55 +180,32 @@ class Energy:
             return tuple(torch.cat(p) for p in zip(*parts, strict=True))
         return torch.cat(parts)
 
+    def preferred_mode(self) -> str:
+        """The mode ``auto`` takes: ``vmap`` where the energy has a batched kernel that beats
+        the loop, else ``loop``. Subclasses say which (:class:`FunctionEnergy`: ``vmap``)."""
+        return "loop"
+
     def _resolve_mode(
         self, points: Tensor, batch, repeats: int = 3, endpoints: Tensor | None = None
     ) -> str:
-        """Time vmap and loop on the real batch (a warm-up each, then ``repeats`` interleaved
-        rounds; the fastest round of each counts, which load on a shared machine distorts
-        least) and keep the faster mode. With ``endpoints`` ([2, D]) the work of one NEB step is
-        timed: vmap over the whole path, the loop with the endpoints forward-only."""
-        if endpoints is None:
-            kernels = {
-                "vmap": lambda: self._chunked(self._vmap_losses_and_grads, points, batch),
-                "loop": lambda: self._chunked(self._loop_losses_and_grads, points, batch),
-            }
-        else:
-            path = torch.cat([endpoints[:1], points, endpoints[1:]])
-
-            def loop_step():
-                self._loop_losses_and_grads(points, batch)
-                with torch.no_grad():
-                    self._loop_losses(endpoints, batch)
-
-            kernels = {
-                "vmap": lambda: self._chunked(self._vmap_losses_and_grads, path, batch),
-                "loop": loop_step,
-            }
-        timings: dict[str, float] = {}
-        for mode, kernel in kernels.items():
-            try:
-                kernel()  # warm-up (allocations, kernel selection)
-                timings[mode] = float("inf")
-            except (RuntimeError, NotImplementedError) as exc:  # unsupported op or out of memory
-                log.info("energy mode %s unavailable here: %s", mode, str(exc).splitlines()[0])
-                if self.device is not None and self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-        if not timings:
-            raise ConfigError("neither vmap nor loop evaluation works for this energy")
-        for _ in range(repeats):
-            for mode in timings:
-                _sync(self.device)
-                t0 = time.perf_counter()
-                kernels[mode]()
-                _sync(self.device)
-                timings[mode] = min(timings[mode], time.perf_counter() - t0)
-        chosen = min(timings, key=timings.get)
-        log.info(
-            "energy mode auto -> %s (%s per step for %d points)",
-            chosen,
-            ", ".join(f"{m} {t * 1e3:.1f} ms" for m, t in timings.items()),
-            points.shape[0],
-        )
+        """``auto``: the :meth:`preferred_mode`, falling back to the other one if it cannot run
+        here (an operation vmap does not support). A rule, not a timing, so that two identical
+        runs compute bit for bit the same (vmap and the loop differ in the last float bits, and
+        timings on a shared machine differ from run to run); the rule is what the benchmarks
+        measured (``benchmarks/bench_neb_step.py``: the batched MLP kernel is 1.5-2.3x faster
+        than the loop, vmapped convolutions slower than the loop on a CPU)."""
+        preferred = self.preferred_mode()
+        other = "loop" if preferred == "vmap" else "vmap"
+        kernel = self._vmap_losses_and_grads if preferred == "vmap" else self._loop_losses_and_grads
+        try:
+            self._chunked(kernel, points, batch)
+            chosen = preferred
+        except (RuntimeError, NotImplementedError) as exc:  # an op vmap does not support
+            log.info("energy mode %s unavailable here: %s", preferred, str(exc).splitlines()[0])
+            if self.device is not None and self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            chosen = other
+        log.info("energy mode auto -> %s", chosen)
         self.resolved_mode = chosen
         return chosen
 
@@ -245,6 +217,9 @@ class FunctionEnergy(Energy):
     then be vmap-compatible: no ``.item()``, no data-dependent control flow); ``"loop"`` calls it
     once per point.
     """
+
+    def preferred_mode(self) -> str:
+        return "vmap"  # one vectorised call; falls back to the loop where fn cannot be vmapped
 
     def __init__(self, fn: Callable[[Tensor], Tensor], dim: int, mode: str = "auto"):
         super().__init__(dim, mode)

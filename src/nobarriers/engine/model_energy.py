@@ -44,7 +44,8 @@ class ModelEnergy(Energy):
         model: network template (its current parameters are irrelevant).
         x, y: training inputs and integer labels.
         batch_size: size of the common NEB mini-batch.
-        mode: ``"vmap"``, ``"loop"`` or ``"auto"`` (time both once, keep the faster; logged).
+        mode: ``"vmap"``, ``"loop"`` or ``"auto"`` (the batched kernel for a chain of linear
+            layers, i.e. an MLP, else the loop: what the benchmarks measured faster; logged).
         chunk_size: at most this many pivots per vmap call (bounds memory); ``None`` = all.
         augment: augmentation of the NEB batches: a dataset's kind (``"cifar"``, ``"none"``;
             :func:`nobarriers.nn.batches.augment_batch`) or any ``augment(x, generator) -> x``;
@@ -130,6 +131,12 @@ class ModelEnergy(Energy):
             channels_last=settings.channels_last,
             autocast_bf16=settings.autocast_bf16,
         )
+
+    def preferred_mode(self) -> str:
+        """``vmap`` for a chain of linear layers (the batched :class:`LinearChain` kernel,
+        1.5-2.3x the loop for MLPs), else the loop (vmapped convolutions are slower on a CPU;
+        set ``mode: vmap`` where a GPU benchmark says otherwise)."""
+        return "vmap" if self._chain is not None else "loop"
 
     def result_settings(self) -> dict:
         return {

@@ -10,25 +10,39 @@ MSTPathsRecord     ``<row>/rounds/max<M>-per<P>/mst_paths.json``          ``mst_
 TableRow           ``<row>/table_row.json``                               ``table_row``
 =================  =====================================================  =====================
 
-Nothing else parses these files. JSON has no infinity and only string keys: the records turn
-``inf`` bounds into ``null`` and integer ids into strings on writing, and back on reading.
+Nothing else parses these files. Each carries a SHA-256 of its content (field ``sha256``),
+verified on every read: a changed byte is refused naming the file, never turned into a table.
+JSON has no infinity and only string keys: the records turn ``inf`` bounds into ``null`` and
+integer ids into strings on writing, and back on reading. No record holds an absolute path: the
+MST path list names its files relative to its own folder, so a results folder can be moved.
 Torch-free: the Snakefile reads rounds and landscapes while it plans the jobs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..core.atomic import atomic_path
 from ..core.errors import FileFormatError
 
+#: the field holding a record's checksum: SHA-256 of the canonical JSON of every other field
+CHECKSUM = "sha256"
+
+
+def _canonical(payload: dict) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+
 
 def _write_json(path, payload: dict) -> None:
-    """Write ``payload`` (sorted keys) atomically: a killed job leaves the old file or none."""
+    """Write ``payload`` (sorted keys) and its checksum atomically: a killed job leaves the old
+    file or none, and a changed byte is caught on reading."""
+    payload = {**payload, CHECKSUM: hashlib.sha256(_canonical(payload)).hexdigest()}
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
@@ -42,6 +56,13 @@ def _read_json(path, kind: str) -> dict:
         raise FileFormatError(f"{kind} {path}: not readable JSON ({err})") from None
     if not isinstance(payload, dict):
         raise FileFormatError(f"{kind} {path}: not a JSON object")
+    stored = payload.pop(CHECKSUM, None)
+    if stored != hashlib.sha256(_canonical(payload)).hexdigest():
+        reason = "has no checksum" if stored is None else "fails its checksum"
+        raise FileFormatError(
+            f"{kind} {path}: {reason} (changed or damaged after it was written, or written by "
+            "an older nobarriers); delete it and rerun the workflow, which rebuilds it"
+        )
     return payload
 
 
@@ -190,12 +211,29 @@ class MSTPathsRecord(_Record):
     paths: list[str]
     aligned: list[str] = field(default_factory=list)  # the aligned paths (alignment), or none
 
-    def to_json(self) -> dict:
-        return {
-            "evaluated": [str(p) for p in self.evaluated],
-            "paths": [str(p) for p in self.paths],
-            "aligned": [str(p) for p in self.aligned],
-        }
+    _LISTS = ("evaluated", "paths", "aligned")
+
+    def write(self, path) -> None:
+        """Stored relative to the record's own folder (a moved results folder stays whole)."""
+        folder = Path(path).parent
+        _write_json(
+            path, {k: [_relative(p, folder) for p in getattr(self, k)] for k in self._LISTS}
+        )
+
+    @classmethod
+    def read(cls, path):
+        payload = _read_json(path, cls.KIND)
+        folder = Path(path).parent
+        try:
+            return cls(
+                **{k: [os.path.normpath(folder / p) for p in payload[k]] for k in cls._LISTS}
+            )
+        except (KeyError, TypeError) as err:
+            raise FileFormatError(f"{cls.KIND} {path}: malformed content ({err})") from None
+
+
+def _relative(path, folder: Path) -> str:
+    return os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
 
 
 @dataclass

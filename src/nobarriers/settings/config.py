@@ -57,8 +57,26 @@ STAGE_KEYS = {
     "evaluation": (*_MINIMA, "autoneb", "mst", "evaluation"),
     # the aligned MST paths and what reports them (alignment)
     "aligned": (*_MINIMA, "autoneb", "mst", "alignment"),
-    "report": (*_MINIMA, "autoneb", "mst", "evaluation", "alignment"),
+    # the table: which minima, how many paths (Algorithm 3's budget and early stop), the overlap
+    "report": (
+        *_MINIMA,
+        "seeds",
+        "autoneb",
+        "mst",
+        "evaluation",
+        "alignment",
+        "exploration",
+        "overlap",
+    ),
 }
+#: settings that cannot change a result -- where and how jobs run -- so they are in no hash and
+#: no rule's params (changing them reruns nothing); ``figures`` change the figures only, through
+#: their rules' params. tests/test_config.py checks that every other key changes a hash.
+RUNTIME_KEYS = (
+    "results_dir", "results_dir_adopt", "data_dir", "dataset_checksums", "local_copies",
+    "device", "select", "gpu_jobs", "gpu_request", "gpu_model", "partitions",
+    "hdf5_file_locking", "resources", "threads",
+)  # fmt: skip
 
 
 class WorkflowConfig:
@@ -159,6 +177,13 @@ class WorkflowConfig:
                     f"resources.families.{family}: no model family or network of the config "
                     f"is called {family!r}; known: {', '.join(sorted(families))}"
                 )
+        folder = self.values["results_dir"]
+        if not folder.strip():
+            raise self._error(f"results_dir: {folder!r} is empty; name a folder, e.g. results")
+        if Path(folder).resolve() == Path("/"):
+            raise self._error(
+                f"results_dir: {folder!r} is the file system's root; name a folder, e.g. results"
+            )
         self.selected_rows()  # a selection that matches nothing fails at start-up, too
         if self.values["gpu_model"] is not None and not self.values["gpu_jobs"]:
             raise self._error(
@@ -542,9 +567,12 @@ def stage_hash(settings: dict, stage: str) -> str:
     """Hash (12 hex digits) of the settings that determine a stage's results, from a resolved
     row or from a stage's settings.
 
-    ``minima``: dataset, architecture, recipe. ``paths``: + AutoNEB settings and the data of the
-    MST weights. ``evaluation``: + evaluation settings. The exploration budget is deliberately not
-    part of any hash: raising it extends the AutoNEB loop without invalidating finished paths.
+    ``minima``: dataset, architecture (and a user's network, data, imported minima), recipe.
+    ``paths``: + AutoNEB settings and the data of the MST weights. ``evaluation``: + evaluation
+    settings. ``report`` (Table B.1): + the minima of the row (``seeds``), the exploration budget
+    and early stop, the overlap threshold. A path depends on its two minima, not on how many
+    others there are, and not on the budget: raising either extends the AutoNEB loop without
+    invalidating finished paths, while the table's hash changes.
     """
     text = json.dumps(stage_settings(settings, stage), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import math
 from importlib import resources
 
 import jsonschema
@@ -160,6 +161,19 @@ def _message(error: jsonschema.ValidationError) -> str:
     return f"{key_path(path)}: {error.message}"
 
 
+def _non_finite(instance, path=()):
+    """``(key path, value)`` of every NaN or infinite number: YAML's ``.nan`` and ``.inf`` are
+    floats, and every comparison with NaN is false, so no ``minimum`` of the schema stops one."""
+    if isinstance(instance, float) and not math.isfinite(instance):
+        yield list(path), instance
+    elif isinstance(instance, dict):
+        for key, value in instance.items():
+            yield from _non_finite(value, (*path, key))
+    elif isinstance(instance, list):
+        for k, value in enumerate(instance):
+            yield from _non_finite(value, (*path, k))
+
+
 def validate(instance, schema_part: dict, where: str, defaults: bool = True):
     """Check ``instance`` against ``schema_part``; coerce numeric strings and (with
     ``defaults``) fill in defaults (:func:`fill_defaults`), in place. Raises
@@ -168,9 +182,10 @@ def validate(instance, schema_part: dict, where: str, defaults: bool = True):
     validator = jsonschema.Draft7Validator(schema_part)
     _coerce_strings(instance, validator)
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = [_message(e) for e in errors[:10]]
-        raise ConfigError(f"invalid {where}:\n  " + "\n  ".join(lines))
+    lines = [_message(e) for e in errors[:10]]
+    lines += [f"{key_path(p)}: {v!r} is not a finite number" for p, v in _non_finite(instance)]
+    if lines:
+        raise ConfigError(f"invalid {where}:\n  " + "\n  ".join(lines[:10]))
     if defaults:
         fill_defaults(instance, schema_part)
     return instance

@@ -4,6 +4,7 @@ settings. Torch-free unless a minimum's tensors are asked for."""
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 from ..core.errors import FileFormatError
 from ..formats.minimum import Minimum, load_minimum
@@ -52,3 +53,21 @@ def longest_cycle(cycle_files) -> tuple[float, str] | None:
                 if longest is None or float(line["wall_s"]) > longest[0]:
                     longest = (float(line["wall_s"]), str(f))
     return longest
+
+
+def files_of_other_minima(row_dir, seeds) -> list[Path]:
+    """Files in a row's folder that belong to a minimum the configuration no longer has (after
+    ``minima_per_arch`` or ``seed_base`` changed): minima whose seed is not among ``seeds``, and
+    the paths, evaluations and aligned paths that end at one. The workflow never reads them;
+    the start-up log names them, so that they are not mistaken for results."""
+    wanted = {int(s) for s in seeds}
+    row_dir = Path(row_dir)
+    out = [p for p in sorted((row_dir / "minima").glob("*.safetensors"))
+           if p.stem.isdigit() and int(p.stem) not in wanted]  # fmt: skip
+    for folder in ("paths", "evaluated", "aligned"):
+        for p in sorted((row_dir / folder).glob("*.h5")):
+            ends = p.stem.split("-")
+            if len(ends) == 2 and all(e.isdigit() for e in ends):
+                if not {int(e) for e in ends} <= wanted:
+                    out.append(p)
+    return out

@@ -27,7 +27,7 @@ def table_row_job(
     row: dict, minima_paths, landscape_json, mst_json, overlap_csv, out_row_json, out_pairs_csv
 ) -> TableRow:
     """One row of Table B.1 (mean over minima / MST edges) and the per-pair detail table.
-    ``row``: the row's ``evaluation`` stage settings."""
+    ``row``: the row's ``report`` stage settings."""
     minima = load_row_minima(minima_paths, row, tensors=False)
     landscape = LandscapeRecord.read(landscape_json)
     listing = MSTPathsRecord.read(mst_json)
@@ -37,7 +37,7 @@ def table_row_job(
         raise FileFormatError(f"{landscape_json}: MST edges {missing} have no dense evaluation")
     saddles = [{"a": a, "b": b, **evaluations[(a, b)].saddles} for a, b, _ in landscape.mst]
     flagged = sum(r["above_threshold"] is True for r in read_overlap_csv(overlap_csv))
-    config_hash = stage_hash(row, "evaluation")
+    config_hash = stage_hash(row, "report")
     table_row = table_b1_row(
         row["dataset"],
         row["arch"],
@@ -155,7 +155,7 @@ def table_b1_job(
     row_jsons, pairs_csvs, csv, md, tex, pairs, fig5_png, fig5_pdf, expected_hashes: dict
 ) -> None:
     """Table B.1 (CSV, Markdown, LaTeX), all pair details, and Figure 5.
-    ``expected_hashes``: ``"dataset/arch"`` -> the row's evaluation config hash."""
+    ``expected_hashes``: ``"dataset/arch"`` -> the row's report config hash."""
     rows = [TableRow.read(p) for p in row_jsons]
     expected = {tuple(k.split("/")): v for k, v in expected_hashes.items()}
     write_table_b1(rows, csv, md, tex, expected)
