@@ -138,13 +138,25 @@ def test_bad_input_is_one_line_and_status_2(two_minima, tmp_path, capsys):
 
     with h5py.File(foreign, "w") as f:
         f["x"] = [1, 2]
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(foreign.read_bytes()[:1000])
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(256)))
+    (tmp_path / "results" / "digits" / "mlp-4").mkdir(parents=True)
+    (tmp_path / "results" / "digits" / "mlp-4" / "table_row.json").write_bytes(b"\xff\xfe\x00")
+    (tmp_path / "a-folder.h5").mkdir()
     cases = [
         (["inspect", str(damaged)], "checksum mismatch"),
         (["inspect", str(foreign)], "not a nobarriers path/2"),
         (["inspect", str(tmp_path / "missing.h5")], "file not found"),
+        (["inspect", str(truncated)], "not a readable HDF5 file (truncated or damaged"),
         (["table", str(tmp_path)], "no table rows"),
+        (["table", str(tmp_path / "results")], "not readable JSON"),
         (["connect", str(a), str(b), "--out", str(tmp_path / "x.h5"), "--config",
           str(tmp_path / "none.yaml")], "--config"),
+        (["connect", str(a), str(b), "--out", "x.h5", "--config", str(binary)], "cannot be read"),
+        # checked before any AutoNEB step: a folder where the path file should go
+        (["connect", str(a), str(b), "--out", str(tmp_path / "a-folder.h5")], "is a directory"),
     ]  # fmt: skip
     for argv, expected in cases:
         assert main(argv) == 2, argv

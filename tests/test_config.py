@@ -1,5 +1,6 @@
 """Workflow configuration: schema validation with defaults, names, hashes, row selection."""
 
+import copy
 import re
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 import yaml
 
 from nobarriers.core.errors import ConfigError
-from nobarriers.settings.config import WorkflowConfig, stage_hash
+from nobarriers.settings.config import STAGE_KEYS, WorkflowConfig, stage_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -190,3 +191,114 @@ def test_a_climbing_option_on_a_too_short_schedule_is_refused_naming_the_key():
         ConfigError, match=r"rows\[1\] \(digits/mlp-8\) autoneb: .*climbing_cycles=3"
     ):
         settings.row("digits", "mlp-8")
+
+
+# ---- every setting that changes a result is in a hash ----------------------------------------
+
+BASE = {
+    "minima_per_arch": 3,
+    "rows": [{"dataset": "digits", "arch": "mlp-4"}],
+}
+
+
+def _leaves(schema_part: dict, root: dict, path=()):
+    """Key paths of every option of the schema (through $ref), with the option's schema."""
+    from nobarriers.settings.schema import _resolve
+
+    sub = _resolve(schema_part, root)
+    for name, prop in sub.get("properties", {}).items():
+        resolved = _resolve(prop, root)
+        if resolved.get("type") == "object" and resolved.get("properties"):
+            yield from _leaves(resolved, root, (*path, name))
+        else:
+            yield (*path, name), resolved
+
+
+def _other_value(key, spec, current):
+    """A valid value other than ``current``."""
+    explicit = {
+        "autoneb.schedule": [{"steps": 7, "lr": 0.1}, {"steps": 7, "lr": 0.01}],
+        "autoneb.optimizer_kwargs": {"momentum": 0.5},
+        "autoneb.optimizer": "Adam",
+        "evaluation.ensemble_sizes": [3],
+        "figures.cycles": [1],
+        "recipes": {"digits": {"epochs": 3}},
+        "datasets": {"blobs": {"npz": "b.npz"}},
+        "models": {"tiny": {"build": "x.y:z"}},
+        "dataset_checksums": {"cifar10": {"a": "0" * 32}},
+        "local_copies": {"mnist": "/x"},
+        "select": {"datasets": ["digits"]},
+        "resources.families": {"mlp": {"autoneb_path": {"runtime": 5}}},
+        "rows": None,
+        "gpu_model": None,  # needs gpu_jobs; checked with it below
+        "results_dir": "elsewhere",
+        "data_dir": "elsewhere",
+        "device": "cpu" if current != "cpu" else "cuda",
+    }
+    if key in explicit:
+        return explicit[key]
+    if "enum" in spec:
+        return next(v for v in spec["enum"] if v != current)
+    kind = spec.get("type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    if "boolean" in kinds:
+        return not current
+    if "integer" in kinds:
+        return (current or spec.get("minimum", 1)) + 1
+    if "number" in kinds:
+        return (current or 0.5) * 0.5 if (current or 0.5) * 0.5 > spec.get("minimum", -1) else 1.0
+    if "object" in kinds:
+        return {}
+    raise AssertionError(f"no alternative value for {key} ({spec})")
+
+
+def _fingerprint(config: dict) -> dict:
+    """Everything a result depends on: every stage's hash, Algorithm 3's folder, the figures."""
+    settings = WorkflowConfig(copy.deepcopy(config))
+    row = settings.row("digits", "mlp-4")
+    out = {stage: stage_hash(row, stage) for stage in STAGE_KEYS}
+    out["rounds"] = settings.rounds_folder()
+    out["figures"] = settings.values["figures"]
+    return out
+
+
+def test_every_setting_that_changes_a_result_changes_a_hash():
+    """The audit: each option of the schema either changes a stage's hash (or Algorithm 3's
+    rounds folder, or the figures' params) or is listed in RUNTIME_KEYS as one that cannot
+    change a result -- a new option that is neither fails here, naming it. (minima_per_arch
+    once changed no hash, so a table of 3 minima passed for one of 4.)"""
+    from nobarriers.settings import schema as schema_module
+    from nobarriers.settings.autoneb_config import SPEED_OPTIONS as AUTONEB_SPEED
+    from nobarriers.settings.config import RUNTIME_KEYS
+    from nobarriers.settings.recipes import SPEED_OPTIONS as RECIPE_SPEED
+
+    whole = schema_module.schema()
+    base = _fingerprint(BASE)
+    speed = {f"autoneb.{k}" for k in AUTONEB_SPEED}
+    missing = []
+    for path, spec in _leaves(whole, whole):
+        key = ".".join(path)
+        if path[0] in RUNTIME_KEYS or key in speed or key == "rows":
+            continue
+        config = copy.deepcopy(BASE)
+        current = WorkflowConfig(copy.deepcopy(BASE)).values
+        for part in path:
+            current = current.get(part) if isinstance(current, dict) else None
+        value = _other_value(key, spec, current)
+        target = config
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+        if key in ("datasets", "models"):
+            continue  # identities of rows that use them: tests/test_open_world.py
+        if _fingerprint(config) == base:
+            missing.append(key)
+    assert not missing, f"options that change no hash and are not RUNTIME_KEYS: {missing}"
+    for name in RECIPE_SPEED:  # a recipe's speed option changes nothing
+        changed = {**BASE, "recipes": {"digits": {name: True}}}
+        assert _fingerprint(changed) == base, name
+    # and the runtime keys really change nothing
+    for changed in ({"data_dir": "x"}, {"device": "cpu"}, {"threads": {"train": 3}},
+                    {"results_dir": "r"}, {"gpu_jobs": False}, {"hdf5_file_locking": False},
+                    {"local_copies": {"mnist": "/x"}}):  # fmt: skip
+        assert _fingerprint({**BASE, **changed}) == base, changed

@@ -186,7 +186,13 @@ def test_table_row_is_the_mean_over_minima_and_mst_edges(chain):
     saddles = [read_evaluation(f).saddles["train_loss"] for f in listing.evaluated]
     assert row.train_sadd == pytest.approx(np.mean(saddles), rel=1e-12)
     assert (row.n_minima, row.n_edges, row.n_paths) == (3, 2, 3)
-    assert row.config_hash == stage_hash(chain["eval_settings"], "evaluation")
+    assert row.config_hash == stage_hash(chain["report_settings"], "report")
+    # the table's hash names the row's minima, its budget and its overlap threshold
+    for change in ({"minima_per_arch": 4}, {"exploration": {"max_paths": 2}},
+                   {"overlap": {"threshold": 0.5}}):  # fmt: skip
+        other = WorkflowConfig({**CONFIG, **change}).row("digits", "mlp-4")
+        assert stage_hash(other, "report") != row.config_hash, change
+        assert stage_hash(other, "paths") == stage_hash(chain["row"], "paths"), change
 
 
 def test_overlap_flags_reach_the_table_row(chain):
@@ -355,3 +361,56 @@ def test_aligned_mst_paths_beside_the_raw_ones(chain, tmp_path):
     report.alignment_figure_job(chain["report_settings"], chain["root"] / "mst_paths.json",
                                 png, pdf)  # fmt: skip
     assert png.stat().st_size > 0 and pdf.read_bytes()[:5] == b"%PDF-"
+
+
+def test_a_changed_byte_in_any_record_is_refused_naming_the_file(chain, tmp_path):
+    """The probe that found a silent wrong table: one bit flipped in a landscape record (an MST
+    edge 0-2 read as 1-2). Every JSON record carries a checksum verified on read."""
+    records = {
+        "landscape.json": LandscapeRecord,
+        "mst_paths.json": MSTPathsRecord,
+        "table_row.json": TableRow,
+        "digits.json": DatasetRecord,
+        "rounds/0.json": RoundRecord,
+    }
+    for name, kind in records.items():
+        original = chain["root"] / name
+        copy = tmp_path / name.replace("/", "-")
+        text = original.read_text()
+        copy.write_text(text)
+        kind.read(copy)  # as written: accepted
+        digit = next(i for i, c in enumerate(text) if c.isdigit())
+        flipped = text[:digit] + str((int(text[digit]) + 1) % 10) + text[digit + 1 :]
+        copy.write_text(flipped)
+        with pytest.raises(FileFormatError) as err:
+            kind.read(copy)
+        assert str(copy) in str(err.value) and "fails its checksum" in str(err.value), name
+
+
+def test_the_mst_path_list_moves_with_its_folder(chain, tmp_path):
+    """mst_paths.json names its files relative to itself: a copied results folder reads its own
+    files, never the original's (which may since have been replaced)."""
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(chain["root"], moved)
+    listing = MSTPathsRecord.read(moved / "mst_paths.json")
+    for f in [*listing.paths, *listing.evaluated, *listing.aligned]:
+        assert Path(f).is_relative_to(moved) and Path(f).is_file(), f
+    stored = (moved / "mst_paths.json").read_text()
+    assert str(chain["root"]) not in stored and str(moved) not in stored
+
+
+def test_two_runs_with_mode_auto_write_identical_bytes(chain, tmp_path):
+    """mode: auto is a rule, not a timing: two path jobs of the same pair, one after the
+    other, write byte-identical files (a timing-based choice differed by ~1e-8 between runs)."""
+    row = stage_settings(chain["row"], "paths")
+    row = {**row, "autoneb": {**row["autoneb"], "mode": "auto"}}
+    outputs = []
+    for run in ("a", "b"):
+        out = tmp_path / run / "0-1.h5"
+        out.parent.mkdir()
+        paths.autoneb_job(row, chain["minima"][0], chain["minima"][1], out,
+                          tmp_path / run / "state.pt", chain["runtime"])  # fmt: skip
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]

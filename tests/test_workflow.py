@@ -94,6 +94,20 @@ def test_lint_is_clean():
     assert "Congratulations" in out or proc.returncode == 0 and "Lints for" not in out, out
 
 
+def test_a_foreign_results_dir_is_refused_before_any_job(tmp_path):
+    """results_dir pointing at a folder of the user's own: refused at start-up, naming the
+    files, nothing written there (results_dir_adopt: true would take it)."""
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "table_b1.csv").write_text("my own table\n")
+    given = [f"results_dir={thesis}", f"data_dir={tmp_path / 'data'}"]
+    proc = snakemake("--cores", "1", "--configfile", str(TINY), "--config", *given, check=False)
+    assert proc.returncode != 0
+    assert "results_dir_adopt" in proc.stdout + proc.stderr
+    assert sorted(p.name for p in thesis.iterdir()) == ["table_b1.csv"]
+    assert (thesis / "table_b1.csv").read_text() == "my own table\n"
+
+
 @pytest.mark.slow
 def test_tiny_workflow_end_to_end(tmp_path):
     results = tmp_path / "results"
@@ -211,6 +225,15 @@ def test_tiny_workflow_end_to_end(tmp_path):
     assert not {"train_minimum", "prepare_dataset"} & set(path_stage), path_stage
     data_stage = bumped("data")
     assert data_stage["prepare_dataset"] == 1 and data_stage["train_minimum"] == 3, data_stage
+
+    # Fewer minima than before: minimum 2's files are named at start-up and never read; the
+    # table's hash (the report stage's) changes, so no table of 3 minima passes for one of 2.
+    smaller = ["minima_per_arch=2", "exploration={max_paths: 1, pairs_per_round: 1}"]
+    fewer = snakemake("-n", "--cores", "1", "--configfile", str(TINY), "--config", *overrides,
+                      *smaller)  # fmt: skip
+    said = fewer.stdout + fewer.stderr
+    assert "belong to minima this configuration does not have" in said, said[-3000:]
+    assert f"{row_dir}/minima/2.safetensors" in said and "train_minimum" not in said
 
     # A deleted file is an input Snakemake sees: a plain run plans its job and what depends on
     # it, nothing else (the MST edge's evaluation and the overlap table here).

@@ -2,7 +2,7 @@ from nobarriers.core.progress import job_log
 from nobarriers.stages.compute import JobRuntime
 from nobarriers.stages.paths import autoneb_job
 
-with job_log(snakemake.log[0], snakemake.rule):
+with job_log(snakemake.log[0], snakemake.rule, snakemake.output):
     autoneb_job(
         row=snakemake.params.row,
         minimum_a=snakemake.input.a,

@@ -1,7 +1,7 @@
 from nobarriers.core.progress import job_log
 from nobarriers.stages.report import ensemble_figure_job
 
-with job_log(snakemake.log[0], snakemake.rule):
+with job_log(snakemake.log[0], snakemake.rule, snakemake.output):
     ensemble_figure_job(
         row=snakemake.params.row,
         mst_json=snakemake.input.mst,

@@ -1,7 +1,7 @@
 from nobarriers.core.progress import job_log
 from nobarriers.stages.exploration import landscape_job
 
-with job_log(snakemake.log[0], snakemake.rule):
+with job_log(snakemake.log[0], snakemake.rule, snakemake.output):
     landscape_job(
         row=snakemake.params.row,
         minima_paths=snakemake.input.minima,

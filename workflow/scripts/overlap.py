@@ -2,7 +2,7 @@ from nobarriers.core.progress import job_log
 from nobarriers.stages.compute import JobRuntime
 from nobarriers.stages.overlap import overlap_job
 
-with job_log(snakemake.log[0], snakemake.rule):
+with job_log(snakemake.log[0], snakemake.rule, snakemake.output):
     overlap_job(
         row=snakemake.params.row,
         minima_paths=snakemake.input.minima,

@@ -1,7 +1,7 @@
 from nobarriers.core.progress import job_log
 from nobarriers.stages.report import row_figures_job
 
-with job_log(snakemake.log[0], snakemake.rule):
+with job_log(snakemake.log[0], snakemake.rule, snakemake.output):
     row_figures_job(
         row=snakemake.params.row,
         minima_paths=snakemake.input.minima,

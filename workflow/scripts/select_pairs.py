@@ -1,7 +1,7 @@
 from nobarriers.core.progress import job_log
 from nobarriers.stages.exploration import select_pairs_job
 
-with job_log(snakemake.log[0], snakemake.rule):
+with job_log(snakemake.log[0], snakemake.rule, snakemake.output):
     select_pairs_job(
         row=snakemake.params.row,
         minima_paths=snakemake.input.minima,

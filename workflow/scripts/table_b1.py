@@ -1,7 +1,7 @@
 from nobarriers.core.progress import job_log
 from nobarriers.stages.report import table_b1_job
 
-with job_log(snakemake.log[0], snakemake.rule):
+with job_log(snakemake.log[0], snakemake.rule, snakemake.output):
     table_b1_job(
         row_jsons=snakemake.input.rows,
         pairs_csvs=snakemake.input.pairs,

@@ -2,7 +2,7 @@ from nobarriers.core.progress import job_log
 from nobarriers.stages.compute import JobRuntime
 from nobarriers.stages.minima import train_job
 
-with job_log(snakemake.log[0], snakemake.rule):
+with job_log(snakemake.log[0], snakemake.rule, snakemake.output):
     train_job(
         row=snakemake.params.row,
         seed=int(snakemake.wildcards.seed),

@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 import traceback
+from pathlib import Path
 
 from .errors import NoBarriersError
 
@@ -105,16 +106,73 @@ def error_line(exc: BaseException) -> str:
     return text if isinstance(exc, NoBarriersError) else f"{type(exc).__name__}: {text}"
 
 
+#: what a rerun of the running job would resume from, kept current by the jobs that save
+#: resume states (training after each epoch, AutoNEB after each cycle); said on SIGTERM
+_RESUME = {"point": "nothing finished yet: a rerun starts the job from the beginning"}
+
+
+def note_resume_point(text: str) -> None:
+    """Record what a rerun would resume from (after a resume state was saved)."""
+    _RESUME["point"] = text
+
+
+class Terminated(BaseException):  # noqa: N818 - like KeyboardInterrupt, not an Exception
+    """SIGTERM arrived (SLURM's time limit, scancel): raised where the job is, so that its log
+    says where it stopped and a finished output is kept."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _error_first(log_path: str, line: str) -> None:
+    """Rewrite the job's log with the error line first: where users of a cluster look."""
+    from .atomic import atomic_path
+
+    text = Path(log_path).read_text() if Path(log_path).exists() else ""
+    with atomic_path(log_path) as tmp:
+        tmp.write_text(f"{line}\n{text}")
+
+
 @contextlib.contextmanager
-def job_log(log_path: str | None, job: str = "job"):
-    """Log to the job's ``log:`` file (and stderr) for its whole run; if the job fails, the
-    error goes there too -- one line saying what went wrong first, then the traceback -- and
-    the process exits with status 1 (Snakemake then marks the job failed and shows this log).
-    On a cluster the job log is where users look, not the scheduler's stderr."""
+def job_log(log_path: str | None, job: str = "job", outputs=()):
+    """Log to the job's ``log:`` file (and stderr) for its whole run.
+
+    If the job fails, its log starts with one ``ERROR <job> failed: ...`` line saying what went
+    wrong, and the traceback follows the job's own lines; the process exits with status 1
+    (Snakemake then marks the job failed and shows this log). On a cluster the job log is where
+    users look, not the scheduler's stderr. On SIGTERM (SLURM's time limit, ``scancel``) the log
+    says what a rerun resumes from (:func:`note_resume_point`) and the job exits with 143; if
+    every one of its ``outputs`` is already written, the job counts as finished (status 0), so
+    the output is not thrown away."""
+    import signal
+
     logger = setup_logging(log_path)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         yield logger
+    except Terminated:
+        if outputs and all(Path(o).exists() for o in outputs):
+            logger.warning("%s: SIGTERM after its output was written: the output is kept", job)
+            raise SystemExit(0) from None
+        line = f"ERROR {job} stopped by SIGTERM (time limit or scancel): {_RESUME['point']}"
+        _finish_failed(logger, log_path, line, None)
+        raise SystemExit(143) from None
     except Exception as exc:  # noqa: BLE001 - every failure must reach the job log
-        logger.error("%s failed: %s", job, error_line(exc))
-        logger.error("traceback of the failure:\n%s", traceback.format_exc().rstrip())
+        _finish_failed(logger, log_path, f"ERROR {job} failed: {error_line(exc)}", exc)
         raise SystemExit(1) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _finish_failed(logger, log_path, line: str, exc) -> None:
+    if exc is not None:
+        logger.error("traceback of the failure:\n%s", traceback.format_exc().rstrip())
+    print(line, file=sys.stderr)
+    for handler in list(logger.handlers):
+        handler.flush()
+        if isinstance(handler, logging.FileHandler):
+            handler.close()
+            logger.removeHandler(handler)
+    if log_path:
+        _error_first(log_path, f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}")

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ..core.errors import ConfigError
-from ..core.progress import Progress
+from ..core.progress import Progress, note_resume_point
 from ..formats.autoneb_state import endpoints_fingerprint, load_state, save_state
 from ..nn.path_geometry import gap_alphas, initial_path
 from ..nn.runtime import capture_rng_state, restore_rng_state
@@ -246,6 +246,10 @@ def run_autoneb(
                 rng=capture_rng_state({"batches": generator}),
                 mode=energy.resolved_mode,
                 history=[r.to_state() for r in history],
+            )
+            note_resume_point(
+                f"AutoNEB cycle {number}/{n_cycles} saved in {state_path}; a rerun resumes with "
+                f"cycle {number + 1}"
             )
         log.info(
             "AutoNEB cycle %d/%d done: %d pivots, saddle loss %.5g at t=%.2f, inserted %s, %.1fs",

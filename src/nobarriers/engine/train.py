@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import DivergenceError, FileFormatError
-from ..core.progress import Progress
+from ..core.progress import Progress, note_resume_point
 from ..formats.checkpoint import load_checkpoint, save_checkpoint
 from ..formats.minimum import write_minimum
 from ..models import build_model
@@ -230,6 +230,10 @@ def train_minimum(
             },
             rng=capture_rng_state(generators),
             history=history,
+        )
+        note_resume_point(
+            f"{dataset_name}/{arch} seed {seed}: epoch {epoch + 1}/{epochs} saved in "
+            f"{checkpoint_path}; a rerun resumes with epoch {epoch + 2}"
         )
         progress.update(
             lr=lr,
