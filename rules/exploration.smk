@@ -19,9 +19,7 @@ checkpoint select_pairs:
         mem_mb=2000,
     params:
         row=row_settings("paths"),
-        max_paths=config["exploration"]["max_paths"],
-        pairs_per_round=config["exploration"]["pairs_per_round"],
-        similar_saddles_rtol=config["exploration"]["similar_saddles_rtol"],
+        exploration=config["exploration"],
     script:
         "../workflow/scripts/select_pairs.py"
 

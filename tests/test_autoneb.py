@@ -399,12 +399,71 @@ def test_climbing_image_converges_to_the_saddle_point_where_plain_autoneb_does_n
 def test_climbing_needs_a_plain_cycle_first_and_resumes_bitwise(tmp_path):
     with pytest.raises(ConfigError, match="climbing_cycles=2 needs a plain cycle"):
         AutoNEBConfig(schedule=[Cycle(5, 0.1)] * 2, climbing_cycles=2)
-    config = AutoNEBConfig(**{**RESUME_CONFIG.to_dict(), "climbing_cycles": 1})
-    energy, start, end = tiny_problem()
-    full = run_autoneb(energy, start, end, config, seed=3)
+
+    def valley(p):  # the README's curved valley: an interior saddle of 1.2 between the minima
+        x, y = p[0], p[1]
+        return (x**2 - 1) ** 2 + 2 * (y - 0.8 * (1 - x**2)) ** 2 + 0.2 * (1 - x**2)
+
+    config = analytic_config(schedule=[Cycle(50, 0.05)] * 2 + [Cycle(50, 0.01)],
+                             initial_pivots=3, climbing_cycles=1)  # fmt: skip
+    ends = torch.tensor([-1.0, 0.0]), torch.tensor([1.0, 0.0])
+    full = run_autoneb(FunctionEnergy(valley, 2, mode="vmap"), *ends, config, seed=3)
     state = tmp_path / "state.pt"
-    interrupted(config, state, after_cycle=2)
-    energy, start, end = tiny_problem()
-    resumed = run_autoneb(energy, start, end, config, state, seed=3)
+
+    def stop(record):
+        if record.cycle == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_autoneb(FunctionEnergy(valley, 2, mode="vmap"), *ends, config, state, seed=3,
+                    on_cycle_end=stop)  # fmt: skip
+    resumed = run_autoneb(FunctionEnergy(valley, 2, mode="vmap"), *ends, config, state, seed=3)
     assert torch.equal(resumed.pivots, full.pivots)
     assert resumed.history[-1].climbing == full.history[-1].climbing is not None
+
+
+def tilted_valley(p):
+    """A valley rising steadily from (-1, 0) to (1, 0): the path's highest point is an endpoint,
+    there is no saddle between the two ends."""
+    return 0.5 * p[0] + 4.0 * p[1] ** 2 + 0.05 * torch.sin(3.0 * p[0]) ** 2
+
+
+def test_no_climber_where_the_path_rises_to_an_endpoint():
+    """The climber climbs only where the path's highest point is interior and above both ends;
+    on a tilted valley the climbing cycles run as plain ones (the same pivots, bit for bit)
+    and the record says why."""
+    schedule = [Cycle(100, 0.05)] * 2 + [Cycle(100, 0.01)]
+    start, end = torch.tensor([-1.0, 0.0]), torch.tensor([1.0, 0.0])
+    runs = {}
+    for k in (0, 2):
+        config = analytic_config(schedule=schedule, initial_pivots=3, climbing_cycles=k)
+        runs[k] = run_autoneb(FunctionEnergy(tilted_valley, 2, mode="vmap"), start, end, config)
+    assert torch.equal(runs[0].pivots, runs[2].pivots)
+    climbing = runs[2].history[-2:]
+    assert all(r.climbing is None for r in climbing)
+    assert all("highest point is its end" in r.no_climb for r in climbing), climbing[0].no_climb
+    assert runs[0].history[-1].no_climb == ""  # plain cycles have nothing to explain
+
+
+def test_climbing_with_weight_decay_climbs_the_loss_along_the_path():
+    """With L2 decay the pivots relax the decayed energy across the path, as NEB does, but the
+    climber climbs the loss itself along it: at the end the loss gradient has no component
+    along the path at the climber (reversing the decayed force, as before, left one of
+    -decay * w along the path)."""
+    a = newton(muller_brown, torch.tensor([-0.558, 1.442]))
+    b = newton(muller_brown, torch.tensor([0.623, 0.028]))
+    decay = 20.0
+    schedule = [Cycle(150, 2e-4)] * 3 + [Cycle(400, 2e-5)] * 2
+    config = analytic_config(schedule=schedule, initial_pivots=4, insert_threshold=0.02,
+                             climbing_cycles=2, weight_decay=decay)  # fmt: skip
+    result = run_autoneb(FunctionEnergy(muller_brown, 2, mode="vmap"), a.float(), b.float(),
+                         config)  # fmt: skip
+    c = result.history[-1].climbing + 1
+    pivots = result.pivots.double()
+    tangent = pivots[c + 1] - pivots[c - 1]
+    tangent = tangent / tangent.norm()
+    grad = torch.func.grad(muller_brown)(pivots[c])
+    along_loss = float(grad.dot(tangent))
+    along_decay = float(decay * pivots[c].dot(tangent))
+    assert abs(along_decay) > 1.0  # the decay's pull along the path is not negligible here
+    assert abs(along_loss) < 0.02 * abs(along_decay), (along_loss, along_decay)

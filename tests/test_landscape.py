@@ -17,6 +17,7 @@ from nobarriers.engine.landscape import (
     linkage_matrix,
     minimum_spanning_tree,
     next_pairs,
+    similar_saddles,
     single_linkage,
     ultrametric_bounds,
 )
@@ -350,3 +351,33 @@ def test_input_validation():
     assert next_pairs({1: 0.0}, {}, 3) == []
     assert next_pairs(loss, {}, 3) == [(1, 2)]
     assert next_pairs(loss, {(1, 2): 1.0}, 3) == []
+
+
+def test_the_early_stop_on_the_loss_and_on_the_barrier_scale():
+    """The issue's example: minima at 0.54, barriers of 0.045 and 0.09 above them. On the loss
+    scale the saddles (0.585, 0.63) lie within 10 % and the loop would stop after the star; the
+    barriers differ by 2x, so on the barrier scale it goes on."""
+    loss = {0: 0.54, 1: 0.54, 2: 0.54}
+    tree = [(0, 1, 0.585), (0, 2, 0.63)]
+    assert similar_saddles(tree, 0.1, loss, "loss")
+    assert not similar_saddles(tree, 0.1, loss, "barrier")
+    assert similar_saddles(tree, 0.6, loss, "barrier")  # (0.09 - 0.045) / 0.09 = 0.5
+    # a saddle below its higher endpoint (noise) is a barrier of 0, not a negative one
+    assert similar_saddles([(0, 1, 0.53), (0, 2, 0.54)], 0.0, loss, "barrier")
+    star = {(0, 1): 0.585, (0, 2): 0.63}
+    assert next_pairs(loss, star, None, similar_rtol=0.1) == []
+    assert next_pairs(loss, star, None, similar_rtol=0.1, similar_scale="barrier") == [(1, 2)]
+    assert next_pairs(loss, star, None, similar_rtol=None) == [(1, 2)]
+    with pytest.raises(ConfigError, match="needs the minima's losses"):
+        similar_saddles(tree, 0.1, None, "barrier")
+
+
+def test_without_a_cap_a_round_holds_the_whole_star_then_one_bypass_per_edge():
+    loss = {k: 0.1 * k for k in range(10)}
+    assert next_pairs(loss, {}, None) == [(0, k) for k in range(1, 10)]
+    star = {(0, k): 1.0 + 0.01 * k for k in range(1, 10)}
+    bypasses = next_pairs(loss, star, None)
+    # one per MST edge, highest saddle first, each the first open cross pair: (1, 9) ... (1, 2);
+    # the lowest edge (0, 1) finds its cross pairs (1, k) all taken by then and is skipped
+    assert bypasses == [(1, k) for k in range(9, 1, -1)]
+    assert next_pairs(loss, star, None, budget=12) == bypasses[:3]

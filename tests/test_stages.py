@@ -77,8 +77,9 @@ def chain(tmp_path_factory):
     rounds, path_files, r = [], [], 0
     while True:
         record = exploration.select_pairs_job(
-            path_settings, minima_paths, path_files, root / "rounds" / f"{r}.json", r, 3, 2
-        )
+            path_settings, minima_paths, path_files, root / "rounds" / f"{r}.json", r,
+            settings.values["exploration"],
+        )  # fmt: skip
         rounds.append(record)
         if not record.pairs:
             break
@@ -414,3 +415,24 @@ def test_two_runs_with_mode_auto_write_identical_bytes(chain, tmp_path):
                           tmp_path / run / "state.pt", chain["runtime"])  # fmt: skip
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
+
+
+def test_the_early_stop_ends_the_loop_in_the_workflows_selection(chain, tmp_path):
+    """Algorithm 3's round after the star, from the chain's own minima and paths: with a loose
+    early stop it selects nothing and says why; without one it goes on (the stop skipped); on
+    the barrier scale it decides on the barriers, not the losses."""
+    settings = stage_settings(chain["row"], "paths")
+    star = [chain["root"] / "paths" / f"{a}-{b}.h5" for a, b in chain["rounds"][0].pairs]
+    base = {"max_paths": 3, "pairs_per_round": None, "similar_saddles_scale": "loss"}
+
+    def round_one(**exploration):
+        return exploration_job(settings, chain["minima"], star, tmp_path / "1.json", 1,
+                               {**base, **exploration}).pairs  # fmt: skip
+
+    exploration_job = exploration.select_pairs_job
+    assert round_one(similar_saddles_rtol=None)  # no early stop: the loop goes on
+    assert round_one(similar_saddles_rtol=10.0) == []  # every tree is "similar" at rtol 10
+    saddles = [read_path(p, load_pivots=False).saddle_loss for p in star]
+    spread = (max(saddles) - min(saddles)) / max(saddles)
+    assert round_one(similar_saddles_rtol=spread * 0.99)  # just too tight: goes on
+    assert round_one(similar_saddles_rtol=spread * 1.01) == []  # just loose enough: stops

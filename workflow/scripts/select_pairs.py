@@ -8,7 +8,5 @@ with job_log(snakemake.log[0], snakemake.rule, snakemake.output):
         path_files=snakemake.input.paths,
         out_json=snakemake.output[0],
         round_index=int(snakemake.wildcards.round),
-        max_paths=snakemake.params.max_paths,
-        pairs_per_round=snakemake.params.pairs_per_round,
-        similar_saddles_rtol=snakemake.params.similar_saddles_rtol,
+        exploration=snakemake.params.exploration,
     )

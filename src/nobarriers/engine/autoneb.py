@@ -53,6 +53,7 @@ class CycleRecord:
     wall_s: float
     pivots: np.ndarray | None = None  # [N+2, D] only if keep_all_pivots
     climbing: int | None = None  # interior index of the climbing pivot (climbing_cycles)
+    no_climb: str = ""  # a climbing cycle without a climber: why (see climbing_pivot)
 
     def to_state(self) -> dict:
         d = asdict(self)
@@ -70,15 +71,36 @@ class CycleRecord:
         return cls(**d)
 
 
-def climbing_pivot(record: CycleRecord) -> int:
-    """The climber of the next cycle: the interior pivot of highest loss on the path that
-    follows ``record``'s cycle -- its pivots and the ones inserted after it, whose losses the
-    dense evaluation measured at the points where they were inserted."""
+def climbing_pivot(record: CycleRecord) -> tuple[int | None, str]:
+    """The climber of the next cycle and, without one, why not.
+
+    The candidate is the interior pivot of highest loss on the path that follows ``record``'s
+    cycle -- its pivots and the ones inserted after it, whose losses the dense evaluation
+    measured at the points where they were inserted. It climbs only when the path's highest
+    point is interior and above both endpoints: a path that rises to an endpoint has no saddle
+    between them, and a climber pushed up the slope towards that endpoint would leave the path
+    (on a tilted valley it diverged where plain NEB was stable). Returns ``(index, "")`` or
+    ``(None, reason)``."""
     points = [(float(i), float(loss)) for i, loss in enumerate(record.pivot_loss)]
     for t in record.inserted:
         points.append((float(t), float(record.loss[int(np.argmin(np.abs(record.t - t)))])))
-    losses = [loss for _, loss in sorted(points)][1:-1]
-    return int(np.argmax(losses))
+    losses = [loss for _, loss in sorted(points)]
+    interior = losses[1:-1]
+    best = int(np.argmax(interior))
+    peak = int(np.argmax(record.loss))
+    ends = max(losses[0], losses[-1])
+    if peak in (0, len(record.loss) - 1):
+        side = "start" if peak == 0 else "end"
+        return None, (
+            f"no climbing: the path's highest point is its {side} (loss {record.loss[peak]:.5g}); "
+            "no saddle between the minima to climb to"
+        )
+    if interior[best] <= ends:
+        return None, (
+            f"no climbing: the highest interior pivot (loss {interior[best]:.5g}) is not above "
+            f"the endpoints ({ends:.5g})"
+        )
+    return best, ""
 
 
 @dataclass
@@ -186,10 +208,13 @@ def run_autoneb(
         number = index + 1
         t0 = time.perf_counter()
         n_interior = pivots.shape[0] - 2
-        # climbing image in the last cycles; the climber is fixed for the whole cycle
-        climbing = (
-            climbing_pivot(history[-1]) if index >= n_cycles - config.climbing_cycles else None
-        )
+        # climbing image in the last cycles, where the path has a saddle between the minima;
+        # the climber is fixed for the whole cycle
+        climbing, no_climb = None, ""
+        if index >= n_cycles - config.climbing_cycles:
+            climbing, no_climb = climbing_pivot(history[-1])
+            if climbing is None:
+                log.info("AutoNEB cycle %d/%d: %s", number, n_cycles, no_climb)
         pivots, _ = run_neb(
             energy,
             pivots,
@@ -230,6 +255,7 @@ def run_autoneb(
             wall_s=time.perf_counter() - t0,
             pivots=record_pivots,
             climbing=climbing,
+            no_climb=no_climb,
         )
         history.append(record)
         # saved before it is reported: a 'done' line in a log means the cycle is on disk

@@ -178,11 +178,18 @@ class NEBStep:
             torch.sub(path[1:], path[:-1], out=diff)
             tau = _tangent_directions(diff, v, out=work)
             f_tau = project_(force, tau, diff)
-            if self.climbing is not None:  # reverse, not remove, the climber's tangential part
+            if self.climbing is not None:
+                # The climber climbs the loss along the path (the reported saddle is the loss's)
+                # and, like every pivot, descends the decayed energy across it: add back the
+                # tangential part of the loss gradient alone, reversed. f_tau[c] is the force's
+                # (gradient + decay) tangential part the projection removed.
                 c = self.climbing
                 tau_tau = float(tau[c].dot(tau[c]))
                 if tau_tau > 0:
-                    force[c].add_(tau[c], alpha=-float(f_tau[c]) / tau_tau)
+                    loss_tau = float(f_tau[c])
+                    if self.weight_decay:
+                        loss_tau -= self.weight_decay * float(self.interior[c].dot(tau[c]))
+                    force[c].add_(tau[c], alpha=-loss_tau / tau_tau)
             if not np.isfinite(f_tau).all():
                 raise DivergenceError(
                     f"NEB diverged in cycle {self.cycle}, step {self.step_count}: "

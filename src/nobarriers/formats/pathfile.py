@@ -91,6 +91,7 @@ class PathCycle:
     inserted: list[float]
     pivots: np.ndarray | None = None
     climbing: int | None = None  # interior index of the climbing pivot (climbing_cycles)
+    no_climb: str = ""  # a climbing cycle without a climber: why
 
 
 @dataclass
@@ -344,6 +345,8 @@ def write_path(
             g.attrs["saddle_loss"] = float(rec.saddle_loss)
             climbing = getattr(rec, "climbing", None)
             g.attrs["climbing_pivot"] = -1 if climbing is None else int(climbing)
+            if getattr(rec, "no_climb", ""):
+                g.attrs["no_climb"] = str(rec.no_climb)
             for name in CYCLE_ARRAYS:
                 g.create_dataset(name, data=_to_numpy(getattr(rec, name), np.float64).reshape(-1))
             cyc_pivots = getattr(rec, "pivots", None)
@@ -577,6 +580,7 @@ def read_path(
                     inserted=[float(x) for x in g["inserted"][()]],
                     pivots=cycle_pivots,
                     climbing=None if climbing < 0 else climbing,
+                    no_climb=_decode(g.attrs.get("no_climb", "")) or "",
                 )
             )
         cycle_saddle = f["cycle_saddle_loss"][()]

@@ -297,13 +297,17 @@ class WorkflowConfig:
             )
 
     def rounds_folder(self) -> str:
-        """``rounds/max<M>-per<P>[-similar<r>]``: the folder of Algorithm 3's rounds, named
-        after the budget and the early stop, so that changing either replays the (cheap)
-        selection rounds while every finished path is kept (files are keyed by pair)."""
+        """``rounds/max<M>-per<P|all>[-similar<r>|-barriers<r>]``: the folder of Algorithm 3's
+        rounds, named after the budget and the early stop, so that changing either replays the
+        (cheap) selection rounds while every finished path is kept (files are keyed by pair)."""
         budget = self.values["exploration"]
-        name = f"rounds/max{budget['max_paths']}-per{budget['pairs_per_round']}"
+        per = budget["pairs_per_round"] or "all"
+        name = f"rounds/max{budget['max_paths']}-per{per}"
         rtol = budget["similar_saddles_rtol"]
-        return name if rtol is None else f"{name}-similar{rtol:g}"
+        if rtol is None:
+            return name
+        scale = "similar" if budget["similar_saddles_scale"] == "loss" else "barriers"
+        return f"{name}-{scale}{rtol:g}"
 
     def _given_row(self, dataset: str, arch: str) -> tuple[int, dict]:
         for k, row in enumerate(self.given["rows"]):
@@ -440,7 +444,8 @@ class WorkflowConfig:
             f"[{src['autoneb.batch_size']}], eval_subset {autoneb['eval_subset']} "
             f"[{src['autoneb.eval_subset']}]",
             f"budget {budget['max_paths']} paths [{src['exploration.max_paths']}], "
-            f"{budget['pairs_per_round']} per round [{src['exploration.pairs_per_round']}], "
+            f"{budget['pairs_per_round'] or 'all'} per round "
+            f"[{src['exploration.pairs_per_round']}], "
             f"early stop {budget['similar_saddles_rtol']} "
             f"[{src['exploration.similar_saddles_rtol']}]",
         ]

@@ -36,33 +36,29 @@ def _computed_saddles(path_files, row: dict) -> tuple[dict, dict]:
 
 
 def select_pairs_job(
-    row: dict,
-    minima_paths,
-    path_files,
-    out_json,
-    round_index: int,
-    max_paths: int,
-    pairs_per_round: int,
-    similar_saddles_rtol: float | None = None,
+    row: dict, minima_paths, path_files, out_json, round_index: int, exploration: dict
 ) -> RoundRecord:
     """Algorithm 3, one round: which pairs to connect next (an empty list ends the loop).
-    ``row``: the row's ``paths`` stage settings; the budget and the early stop are the
-    ``exploration`` settings."""
+    ``row``: the row's ``paths`` stage settings; ``exploration``: the config's section (budget,
+    pairs per round, early stop and its scale)."""
     losses = _minimum_losses(minima_paths, row)
     computed, _ = _computed_saddles(path_files, row)
+    max_paths, per_round = exploration["max_paths"], exploration["pairs_per_round"]
+    rtol = exploration["similar_saddles_rtol"]
     pairs = next_pairs(
         losses,
         computed,
-        max_new=pairs_per_round,
+        max_new=per_round,
         budget=max_paths,
-        similar_rtol=similar_saddles_rtol,
+        similar_rtol=rtol,
+        similar_scale=exploration["similar_saddles_scale"],
     )
     record = RoundRecord(
         round=int(round_index),
         pairs=[(int(a), int(b)) for a, b in pairs],
         computed_before=len(computed),
         max_paths=int(max_paths),
-        pairs_per_round=int(pairs_per_round),
+        pairs_per_round=int(per_round or 0),
         config_hash=stage_hash(row, "paths"),
     )
     record.write(out_json)
@@ -71,7 +67,10 @@ def select_pairs_job(
     elif len(computed) >= max_paths:
         done = f"nothing: the budget of {max_paths} paths is spent"
     elif len(computed) < len(losses) * (len(losses) - 1) // 2:
-        done = f"nothing: the tree holds only similar saddles (rtol {similar_saddles_rtol})"
+        done = (
+            f"nothing: the tree holds only similar {exploration['similar_saddles_scale']}s "
+            f"(rtol {rtol}): the paper's early stop"
+        )
     else:
         done = "nothing: every pair has a path"
     log.info("round %d: %d paths computed so far, %s", round_index, len(computed), done)
