@@ -116,7 +116,8 @@ def test_inspect_shows_identity_saddle_and_cycles(two_minima, tmp_path, capsys):
     record = read_path(out, load_pivots=False)
     assert f"saddle train loss {record.saddle_loss:.6g} on 256 training samples" in text
     assert text.count("\n      ") == 3  # one line per cycle
-    assert text.count("(climbing pivot ") == 1  # the last cycle's climber
+    # the last cycle climbs, or says why not (this short path peaks at an endpoint)
+    assert text.count("(climbing pivot ") + text.count("(no climbing: ") == 1
     assert main(["inspect", "--json", str(out)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["endpoints"] == [3, 5] and len(info["cycles"]) == 3

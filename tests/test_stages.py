@@ -46,7 +46,7 @@ CONFIG = {
         "mode": "loop",
     },
     "exploration": {"max_paths": 3, "pairs_per_round": 2},
-    "evaluation": {"n_between": 2, "line_points": 3, "batch_size": 512, "ensemble_sizes": [3]},
+    "evaluation": {"n_between": 2, "line_points": 3, "ensemble_sizes": [3]},
     "alignment": "weight_matching",
     "rows": [{"dataset": "digits", "arch": "mlp-4"}],
 }

@@ -6,7 +6,8 @@
 * ``nobarriers import FILE... --dataset D --arch A --out-dir DIR [--config cfg.yaml]``: minima
   trained elsewhere as minimum files of a row (as the workflow's ``rows[k].minima`` does).
 * ``nobarriers inspect FILE...``: what a minimum, path or evaluation file holds -- identity,
-  settings, saddle, cycles -- with its checksums verified.
+  settings, saddle, cycles -- with its checksums verified; ``--hessian``: for a path file also
+  the extreme Hessian eigenvalues at its highest point (docs/hessian.md).
 * ``nobarriers table RESULTS_DIR``: Table B.1 of a results folder (Markdown, CSV or LaTeX).
 
 Bad input ends with one line naming the file or key and exit status 2.
@@ -226,12 +227,14 @@ def describe_file(path) -> dict:
                     "saddle_loss": c.saddle_loss,
                     "inserted": list(c.inserted),
                     "climbing_pivot": c.climbing,
+                    "no_climb": c.no_climb,
                 }
                 for c in p.history
             ],  # fmt: skip
             "autoneb": {
                 k: p.config["autoneb"][k]
                 for k in ("batch_size", "eval_subset", "n_between", "insert_threshold")
+                if k in p.config.get("autoneb", {})  # a file written elsewhere may lack them
             },
             "alignment": {k: p.attrs[k] for k in ALIGNMENT_ATTRS if k in p.attrs},
             "provenance": {
@@ -298,9 +301,9 @@ def _text(info: dict) -> str:
                 f"  {c['cycle']:>5}  {c['steps']:>5}  {c['lr']:<7g}  {c['pivots']:>6}  "
                 f"{c['saddle_loss']:<11.5g}  {inserted}"
                 + (
-                    ""
-                    if c["climbing_pivot"] is None
-                    else f"  (climbing pivot {c['climbing_pivot']})"
+                    f"  (climbing pivot {c['climbing_pivot']})"
+                    if c["climbing_pivot"] is not None
+                    else (f"  ({c['no_climb']})" if c.get("no_climb") else "")
                 )
             )
         if al := info["alignment"]:
@@ -310,6 +313,8 @@ def _text(info: dict) -> str:
                 f"straight-line saddle {al['raw_line_saddle_loss']:.5g} -> "
                 f"{al['aligned_line_saddle_loss']:.5g}"
             )
+        if "hessian" in info:
+            lines += _hessian_text(info["hessian"])
     else:
         a, b = info["endpoints"]
         lines.append(f"  endpoints {a}-{b}, {info['points']} points along the path")
@@ -321,8 +326,116 @@ def _text(info: dict) -> str:
     return "\n".join(lines)
 
 
+def _path_hessian(file, args) -> dict:
+    """``inspect --hessian``: the Hessian spectrum at a path file's highest point
+    (:mod:`nobarriers.engine.hessian`), its network rebuilt from the file's identity (``arch``,
+    and ``model`` for a user's network), the loss that of the NEB (its ``weight_decay``), the
+    data loaded as ``connect`` loads them (``--config``, ``--data-dir``)."""
+    import torch
+
+    from .engine.hessian import highest_point, network_spectrum
+    from .formats.pathfile import read_path
+    from .models import build_model, check_model_name
+
+    record = read_path(file)
+    config = record.config
+
+    def setting(*keys):
+        value = config
+        for key in keys:
+            if not isinstance(value, dict) or key not in value:
+                raise FileFormatError(
+                    f"{file}: its config has no {'.'.join(keys)}, needed for --hessian (a path "
+                    "file written by nobarriers records it)"
+                )
+            value = value[key]
+        return value
+
+    arch, dataset, spec = setting("arch"), setting("dataset"), config.get("model")
+    if spec is None:
+        try:
+            check_model_name(arch)
+        except ConfigError:
+            raise FileFormatError(
+                f"{file}: network {arch!r} is not built in and the file records no 'model' "
+                "(a user network's import path): --hessian cannot rebuild it"
+            ) from None
+    weight_decay = float(setting("autoneb", "weight_decay"))
+    batch_size = int(setting("recipe", "eval_batch_size"))
+    last = record.history[-1] if record.history else None
+    climbing = last.climbing if last is not None else None
+    n_pivots = record.pivots.shape[0] - 2
+    if climbing is not None and last.n_pivots != n_pivots:
+        raise FileFormatError(
+            f"{file}: the last cycle ran {last.n_pivots} pivots, /pivots holds {n_pivots}: "
+            "its climbing pivot cannot be located"
+        )
+    settings = _row_settings(
+        _read_config(args.config), dataset, arch, spec, args.config or "the paper's defaults"
+    )
+    chosen, data = _runtime(settings, args, dataset, arch).start(dataset)
+    model = build_model(arch, data.num_classes, data.input_shape, spec=spec).to(chosen)
+    pivots = torch.from_numpy(record.pivots).to(chosen)
+    where = highest_point(pivots, record.saddle["t"], record.saddle["train_loss"], climbing)
+    spectrum = network_spectrum(
+        model,
+        where.point,
+        data.x_train,
+        data.y_train,
+        where.tangent,
+        subset=args.hessian_subset,
+        batch_size=batch_size,
+        weight_decay=weight_decay,
+        eps=args.hessian_eps,
+    )
+    return {
+        "at": where.where,
+        "t": where.t,
+        "samples": min(args.hessian_subset, int(data.y_train.shape[0])),
+        "weight_decay": weight_decay,
+        **spectrum.to_json(),
+    }
+
+
+def _hessian_text(h: dict) -> list[str]:
+    """The lines ``inspect --hessian`` prints for a spectrum; never a value that did not
+    converge."""
+    residuals = ", ".join(f"{r:.2g}" for r in h["residuals"]) or "none"
+    lines = [
+        f"  Hessian at the {h['at']} (t = {h['t']:.4g}): {h['samples']} training samples, "
+        f"weight decay {h['weight_decay']:g}" + ("" if h["converged"] else ": NOT CONVERGED")
+    ]
+    if h["converged"]:
+        index = (
+            f"index {h['n_negative']}" if h["gap"] is not None else f"index >= {h['n_negative']}"
+        )
+        gap = "not computed" if h["gap"] is None else f"{h['gap']:.4g}"
+        lines += [
+            f"    {index} (eigenvalues below -{h['eps']:g} * lambda_max), gap {gap}",
+            f"    lowest eigenvalues {', '.join(f'{v:.5g}' for v in h['lowest'])}; "
+            f"lambda_max {h['lambda_max']:.5g}",
+            f"    |cos(lowest eigenvector, path tangent)| {h['cosine_to_tangent']:.4f}",
+        ]
+    if h["message"] != "converged":
+        lines.append(f"    {h['message']}")
+    return lines + [
+        f"    gradient norm {h['grad_norm']:.4g}; {h['n_products']} Hessian-vector products, "
+        f"{h['seconds']:.3g} s",
+        f"    residuals |Hv - lambda v|{'' if h['converged'] else ' of the best estimates'}: "
+        f"{residuals}",
+    ]
+
+
 def _inspect(args) -> int:
     infos = [describe_file(f) for f in args.files]
+    if args.hessian:
+        for info in infos:
+            if info["kind"] != "path":
+                raise ConfigError(
+                    f"{info['file']}: --hessian needs a path file; this one holds "
+                    + {"minimum": "a minimum", "evaluation": "an evaluation"}[info["kind"]]
+                )
+            info["hessian"] = _path_hessian(info["file"], args)
     if args.json:
         print(json.dumps(infos if len(infos) > 1 else infos[0], indent=2, default=str))
     else:
@@ -381,6 +494,20 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="what a minimum, path or evaluation file holds")
     i.add_argument("files", nargs="+")
     i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.add_argument("--hessian", action="store_true", help="path files: the lowest and largest "
+                   "eigenvalues of the training-loss Hessian at the highest point (climbing "
+                   "pivot or dense maximum), by Lanczos; docs/hessian.md")  # fmt: skip
+    i.add_argument("--hessian-subset", type=int, default=1024, metavar="N",
+                   help="training samples of the loss (seed 0; default 1024)")  # fmt: skip
+    i.add_argument("--hessian-eps", type=float, default=1e-3, metavar="EPS", help="eigenvalues "
+                   "below -EPS*lambda_max count as negative (default 1e-3)")  # fmt: skip
+    i.add_argument("--config", help="--hessian: a workflow config (YAML) saying where the data "
+                   "are (data_dir, a user's datasets); default: the paper's")  # fmt: skip
+    i.add_argument("--data-dir", help="--hessian: where the datasets are (default: the config's "
+                   "data_dir)")  # fmt: skip
+    i.add_argument("--device", choices=["auto", "cpu", "cuda"], help="--hessian: default: the "
+                   "config's")  # fmt: skip
+    i.add_argument("--threads", type=int, default=None, help="--hessian: torch CPU threads")
     t = sub.add_parser("table", help="Table B.1 of a results folder")
     t.add_argument("results_dir")
     t.add_argument("--format", choices=["md", "csv", "tex"], default="md")

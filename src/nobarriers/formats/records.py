@@ -282,6 +282,10 @@ class TableRow(_Record):
     alignment_aligned_saddle: float | None = None
     alignment_raw_line: float | None = None
     alignment_aligned_line: float | None = None
+    # the test metrics at the point where each MST path's training loss peaks, mean over edges
+    # (CSV only): Sadd above takes each metric's own maximum over ~N points, which noise inflates
+    test_sadd_at_saddle: float | None = None
+    test_error_sadd_at_saddle: float | None = None
 
 
 #: the columns of Table B.1, in the table's order

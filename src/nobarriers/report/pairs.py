@@ -31,6 +31,8 @@ PAIR_DETAIL_COLUMNS = [
     "dense_train_error",
     "dense_test_loss",
     "dense_test_error",
+    "dense_test_loss_at_saddle",
+    "dense_test_error_at_saddle",
     "linear_train_loss",
     "linear_train_error",
     "linear_test_loss",
@@ -52,6 +54,8 @@ PAIR_DETAIL_COLUMNS = [
     "config_hash",
 ]
 
+#: the test metrics at the point of the dense evaluation where the training loss is highest
+SADDLE_POINT_COLUMNS = ("dense_test_loss_at_saddle", "dense_test_error_at_saddle")
 #: what the MST paths report about themselves and their aligned twins (``alignment``)
 PATH_COLUMNS = ("n_pivots", "path_length")
 ALIGNED_COLUMNS = ("aligned_saddle_train_loss", "aligned_n_pivots", "aligned_path_length",
@@ -96,6 +100,7 @@ def pair_details(
     ensembles: Mapping[tuple, Mapping | None] | None = None,
     paths: Mapping[tuple, Mapping] | None = None,
     aligned: Mapping[tuple, Mapping] | None = None,
+    at_saddle: Mapping[tuple, Mapping] | None = None,
     config_hash: str | None = None,
 ) -> list[dict]:
     """One row per computed path (columns: ``PAIR_DETAIL_COLUMNS``), sorted by pair.
@@ -110,7 +115,9 @@ def pair_details(
     straight segment (MST edges only, or any pair that has them); ``ensembles[(i, j)]``: the
     path's ensembles (``evaluate.path_ensembles``: each endpoint alone, K = 2 and the largest
     K); ``paths[(i, j)]``: ``PATH_COLUMNS`` of the MST paths; ``aligned[(i, j)]``:
-    ``ALIGNED_COLUMNS`` of their aligned twins (``alignment``). Missing values stay empty.
+    ``ALIGNED_COLUMNS`` of their aligned twins (``alignment``); ``at_saddle[(i, j)]``:
+    ``SADDLE_POINT_COLUMNS``, the test metrics where the training loss peaks (Table B.1's Sadd
+    columns take each metric's own maximum). Missing values stay empty.
     """
     on_mst = {_pair((a, b)) for a, b, _ in mst_edges}
     nodes, matrix = bounds
@@ -139,7 +146,9 @@ def pair_details(
                 v = None if values is None else field_of(values, metric)
                 row[f"{prefix}_{metric}"] = None if v is None else float(v)
         row.update(_ensemble_columns(_lookup(ensembles, key)))
-        for columns, source in ((PATH_COLUMNS, paths), (ALIGNED_COLUMNS, aligned)):
+        sources = ((PATH_COLUMNS, paths), (ALIGNED_COLUMNS, aligned),
+                   (SADDLE_POINT_COLUMNS, at_saddle))  # fmt: skip
+        for columns, source in sources:
             values = _lookup(source, key) or {}
             row.update({c: values.get(c) for c in columns})
         rows.append(row)

@@ -286,8 +286,9 @@ def _footnotes(rows: Sequence[Mapping]) -> list[str]:
             "DAGGER "
             + "; ".join(
                 f"{dataset_label(r['dataset'])} {arch_label(r['architecture'])}: "
-                f"{r['n_overlap_flagged']} pair(s) of minima above the misclassification-overlap "
-                "threshold (possibly the same minimum)"
+                f"{r['n_overlap_flagged']} pair(s) of minima whose misclassified test images "
+                "overlap above the paper's threshold: they err on the same hard images, which "
+                "does not make them one minimum (every pair is connected and counted)"
                 for r in flagged
             )
         )

@@ -43,7 +43,7 @@ def evaluate_path_job(row: dict, path_file, out_path, runtime: JobRuntime) -> No
         pivots,
         data,
         n_between=settings["n_between"],
-        batch_size=settings["batch_size"],
+        batch_size=row["recipe"]["eval_batch_size"],
         progress=progress,
     )
     line = evaluate_line(
@@ -52,13 +52,18 @@ def evaluate_path_job(row: dict, path_file, out_path, runtime: JobRuntime) -> No
         pivots[-1],
         settings["line_points"],
         data,
-        batch_size=settings["batch_size"],
+        batch_size=row["recipe"]["eval_batch_size"],
         progress=progress,
     )
     ensembles = None
     if sizes:
         ensembles = path_ensembles(
-            model, pivots, data, sizes, batch_size=settings["batch_size"], progress=progress
+            model,
+            pivots,
+            data,
+            sizes,
+            batch_size=row["recipe"]["eval_batch_size"],
+            progress=progress,
         )
         log.info(
             "path %s: ensembles along the path, test error %s (endpoints alone %s)",
@@ -127,7 +132,7 @@ def slice_job(
     )
     loss = np.empty((len(grid_v), len(grid_u)))
     progress = Progress(loss.size, "slice point")
-    batch_size = row["evaluation"]["batch_size"]
+    batch_size = row["recipe"]["eval_batch_size"]
     for iv, v in enumerate(grid_v):
         for iu, u in enumerate(grid_u):
             plane = path_figures.plane_point(origin, basis, u, v)

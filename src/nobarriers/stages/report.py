@@ -61,6 +61,13 @@ def table_row_job(
             alignment_raw_line=_mean(aligned, edges, "raw_line_train_loss"),
             alignment_aligned_line=_mean(aligned, edges, "aligned_line_train_loss"),
         )
+    at_saddle = {pair: test_at_train_max(rec.dense) for pair, rec in evaluations.items()}
+    edges = [(a, b) for a, b, _ in landscape.mst]
+    table_row = dataclasses.replace(
+        table_row,
+        test_sadd_at_saddle=_mean(at_saddle, edges, "dense_test_loss_at_saddle"),
+        test_error_sadd_at_saddle=_mean(at_saddle, edges, "dense_test_error_at_saddle"),
+    )
     measured = [evaluations[(a, b)].ensembles for a, b, _ in landscape.mst]
     if all(m is not None for m in measured):  # the row's summary: mean over the MST edges
         largest = int(max(measured[0]["sizes"]))
@@ -84,6 +91,7 @@ def table_row_job(
         ensembles={pair: rec.ensembles for pair, rec in evaluations.items()},
         paths=paths,
         aligned=aligned,
+        at_saddle=at_saddle,
         config_hash=config_hash,
     )
     write_pair_details(details, out_pairs_csv)
@@ -99,6 +107,15 @@ def table_row_job(
         100 * table_row.test_error_sadd,
     )
     return table_row
+
+
+def test_at_train_max(dense: dict) -> dict:
+    """The test loss and error where a densely evaluated path's training loss is highest."""
+    k = int(np.argmax(dense["train_loss"]))
+    return {
+        "dense_test_loss_at_saddle": float(dense["test_loss"][k]),
+        "dense_test_error_at_saddle": float(dense["test_error"][k]),
+    }
 
 
 def _mean(values: dict, pairs, column: str) -> float:
