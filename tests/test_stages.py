@@ -436,3 +436,27 @@ def test_the_early_stop_ends_the_loop_in_the_workflows_selection(chain, tmp_path
     spread = (max(saddles) - min(saddles)) / max(saddles)
     assert round_one(similar_saddles_rtol=spread * 0.99)  # just too tight: goes on
     assert round_one(similar_saddles_rtol=spread * 1.01) == []  # just loose enough: stops
+
+
+def test_the_hessian_at_each_mst_saddle_reaches_the_pair_table(chain, tmp_path):
+    """evaluation.hessian_subset: the evaluation job measures the spectrum at the path's highest
+    point and pairs.csv reports it; with the option off the columns stay empty."""
+    import json
+
+    from nobarriers.stages.report import hessian_columns
+
+    settings = {**chain["eval_settings"], "evaluation": {**chain["eval_settings"]["evaluation"],
+                                                         "hessian_subset": 256}}  # fmt: skip
+    (a, b), *_ = chain["landscape"].mst_pairs
+    out = tmp_path / "evaluated.h5"
+    evaluation.evaluate_path_job(settings, chain["root"] / "paths" / f"{a}-{b}.h5", out,
+                                 chain["runtime"])  # fmt: skip
+    record = read_evaluation(out)
+    spectrum = json.loads(record.attrs["hessian"])
+    columns = hessian_columns(record)
+    assert spectrum["converged"] and columns["hessian_converged"]
+    assert columns["hessian_lambda_max"] > 0 and columns["hessian_index"] >= 0
+    assert columns["hessian_lambda_min"] <= columns["hessian_lambda_max"]
+    assert spectrum["n_products"] > 0 and spectrum["grad_norm"] >= 0
+    rows = read_pair_details(chain["root"] / "pairs.csv")
+    assert all(r["hessian_index"] is None for r in rows)  # off in the chain's config

@@ -286,6 +286,10 @@ class TableRow(_Record):
     # (CSV only): Sadd above takes each metric's own maximum over ~N points, which noise inflates
     test_sadd_at_saddle: float | None = None
     test_error_sadd_at_saddle: float | None = None
+    # the Hessian at the MST saddles (evaluation.hessian_subset; CSV only): edges measured, and
+    # how many of them have exactly one negative eigenvalue (a saddle of index 1)
+    hessian_edges: int | None = None
+    hessian_index_1_edges: int | None = None
 
 
 #: the columns of Table B.1, in the table's order

@@ -3,6 +3,7 @@ Figure 1-style slice of the loss surface (rules/evaluation.smk)."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -74,10 +75,16 @@ def evaluate_path_job(row: dict, path_file, out_path, runtime: JobRuntime) -> No
             ),
             " / ".join(f"{e:.4g}" for e in ensembles["endpoint_test_error"]),
         )
+    extra = {}
+    if settings["hessian_subset"]:
+        spectrum = saddle_spectrum(row, record, model, pivots, data, settings)
+        extra["hessian"] = json.dumps(spectrum.to_json(), sort_keys=True)
+        log.info("path %s: Hessian at its highest point: %s", path_file, spectrum.message)
     write_evaluation(
         out_path,
         dense,
         line,
+        extra_attrs=extra,
         ensembles=ensembles,
         endpoints=record.endpoints,
         config=row,
@@ -92,6 +99,28 @@ def evaluate_path_job(row: dict, path_file, out_path, runtime: JobRuntime) -> No
         dense["train_loss"].max(),
         record.saddle_loss,
         line["train_loss"].max(),
+    )
+
+
+def saddle_spectrum(row: dict, record, model, pivots, data, settings: dict):
+    """The Hessian spectrum at a path's highest point (``evaluation.hessian_subset``): the
+    climbing pivot of its last cycle, else the maximum of its saddle curve; the NEB's loss
+    (its weight decay), exact BatchNorm on the subset."""
+    from ..engine.hessian import highest_point, network_spectrum
+
+    last = record.history[-1] if record.history else None
+    climbing = None if last is None else last.climbing
+    where = highest_point(pivots, record.saddle["t"], record.saddle["train_loss"], climbing)
+    return network_spectrum(
+        model,
+        where.point,
+        data.x_train,
+        data.y_train,
+        where.tangent,
+        subset=settings["hessian_subset"],
+        batch_size=row["recipe"]["eval_batch_size"],
+        weight_decay=row["autoneb"]["weight_decay"],
+        eps=settings["hessian_eps"],
     )
 
 

@@ -4,6 +4,7 @@ figures of one row (rules/report.smk). Torch-free."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 
 import numpy as np
@@ -62,12 +63,21 @@ def table_row_job(
             alignment_aligned_line=_mean(aligned, edges, "aligned_line_train_loss"),
         )
     at_saddle = {pair: test_at_train_max(rec.dense) for pair, rec in evaluations.items()}
+    hessian = {
+        pair: hessian_columns(rec) for pair, rec in evaluations.items() if "hessian" in rec.attrs
+    }
     edges = [(a, b) for a, b, _ in landscape.mst]
     table_row = dataclasses.replace(
         table_row,
         test_sadd_at_saddle=_mean(at_saddle, edges, "dense_test_loss_at_saddle"),
         test_error_sadd_at_saddle=_mean(at_saddle, edges, "dense_test_error_at_saddle"),
     )
+    if hessian:  # how many MST saddles are saddles of index 1 (converged, gradient aside)
+        table_row = dataclasses.replace(
+            table_row,
+            hessian_index_1_edges=sum(h["hessian_index"] == 1 for h in hessian.values()),
+            hessian_edges=len(hessian),
+        )
     measured = [evaluations[(a, b)].ensembles for a, b, _ in landscape.mst]
     if all(m is not None for m in measured):  # the row's summary: mean over the MST edges
         largest = int(max(measured[0]["sizes"]))
@@ -92,6 +102,7 @@ def table_row_job(
         paths=paths,
         aligned=aligned,
         at_saddle=at_saddle,
+        hessian=hessian,
         config_hash=config_hash,
     )
     write_pair_details(details, out_pairs_csv)
@@ -107,6 +118,21 @@ def table_row_job(
         100 * table_row.test_error_sadd,
     )
     return table_row
+
+
+def hessian_columns(record) -> dict:
+    """pairs.csv's Hessian columns from an evaluation file's ``hessian`` attribute."""
+    spectrum = json.loads(record.attrs["hessian"])
+    lowest = spectrum["lowest"]
+    return {
+        "hessian_index": spectrum["n_negative"],
+        "hessian_lambda_min": lowest[0] if lowest else None,
+        "hessian_lambda_max": spectrum["lambda_max"],
+        "hessian_gap": spectrum["gap"],
+        "hessian_cosine_to_path": spectrum["cosine_to_tangent"],
+        "hessian_grad_norm": spectrum["grad_norm"],
+        "hessian_converged": bool(spectrum["converged"]),
+    }
 
 
 def test_at_train_max(dense: dict) -> dict:
