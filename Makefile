@@ -4,6 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 CORES ?= 2
+# GPUs of this machine (CUDA_VISIBLE_DEVICES's entries, else nvidia-smi's list; 0 without): local
+# GPU jobs take one device each (docs/cluster.md, "Several GPUs on one machine"), so Snakemake
+# must run at most that many at once: --resources gpu=$(GPUS).
+GPUS ?= $(shell if [ -n "$${CUDA_VISIBLE_DEVICES+x}" ]; then echo "$$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c .; else nvidia-smi -L 2>/dev/null | grep -c '^GPU'; fi)
+GPU_FLAGS := $(if $(filter-out 0,$(GPUS)),--resources gpu=$(GPUS))
 
 .PHONY: venv demo test test-fast lint format bench clean-results
 
@@ -19,7 +24,7 @@ venv: $(STAMP)
 
 ## make demo: run the embedded default (digits: two MLPs and a BatchNorm CNN, ten minima each) on $(CORES) cores.
 demo: $(STAMP)
-	$(VENV)/bin/snakemake --cores $(CORES) --rerun-incomplete
+	$(VENV)/bin/snakemake --cores $(CORES) $(GPU_FLAGS) --rerun-incomplete
 	@echo "Table B.1: results/table_b1.md   figures: results/figures/"
 
 ## make test: unit tests, the end-to-end workflow run and the live-SLURM run.

@@ -19,6 +19,7 @@ include: "rules/minima.smk"
 include: "rules/overlap.smk"
 include: "rules/exploration.smk"
 include: "rules/paths.smk"
+include: "rules/curves.smk"
 include: "rules/evaluation.smk"
 include: "rules/report.smk"
 

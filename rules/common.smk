@@ -13,6 +13,7 @@ from nobarriers.settings.config import (
     stage_hash,
     stage_settings,
 )
+from nobarriers.engine.landscape import sample_off_tree
 from nobarriers.formats.records import LandscapeRecord, RoundRecord
 from nobarriers.settings.versions import versions_of
 from nobarriers.core.results_lock import hold_results_lock
@@ -75,6 +76,8 @@ wildcard_constraints:
     a=r"\d+",
     b=r"\d+",
     round=r"\d+",
+    repeat=r"\d+",
+    kind="bezier|polychain",
 
 
 def row_settings(stage):
@@ -244,25 +247,94 @@ def mst_edges(wildcards):
     return LandscapeRecord.read(checkpoint_output(producer, landscape)).mst_pairs
 
 
+def sample_pairs(wildcards):
+    """comparisons.sample_pairs: a seeded sample of pairs off the final MST (read from the
+    landscape checkpoint), or none."""
+    size = SETTINGS.row(wildcards.dataset, wildcards.arch)["comparisons"][
+        "sample_pairs"
+    ]
+    if not size:
+        return []
+    producer = checkpoints.landscape
+    landscape = producer.get(dataset=wildcards.dataset, arch=wildcards.arch).output.json
+    record = LandscapeRecord.read(checkpoint_output(producer, landscape))
+    return sample_off_tree(record.nodes, record.mst_pairs, size)
+
+
+def compared_pairs(wildcards):
+    """The pairs the evaluation covers: the MST's edges, then the comparison sample's."""
+    return mst_edges(wildcards) + sample_pairs(wildcards)
+
+
 def mst_path_files(wildcards):
-    return [path_file(wildcards, pair) for pair in mst_edges(wildcards)]
+    return [path_file(wildcards, pair) for pair in compared_pairs(wildcards)]
 
 
 def evaluated_mst_paths(wildcards):
     return [
         f"{row_dir(wildcards.dataset, wildcards.arch)}/evaluated/{a}-{b}.h5"
-        for a, b in mst_edges(wildcards)
+        for a, b in compared_pairs(wildcards)
     ]
 
 
 def aligned_mst_paths(wildcards):
-    """The aligned paths of the MST edges (alignment: weight_matching), or none."""
+    """The aligned paths of the compared pairs (alignment: weight_matching), or none."""
     if SETTINGS.row(wildcards.dataset, wildcards.arch)["alignment"] == "none":
         return []
     return [
         f"{row_dir(wildcards.dataset, wildcards.arch)}/aligned/{a}-{b}.h5"
-        for a, b in mst_edges(wildcards)
+        for a, b in compared_pairs(wildcards)
     ]
+
+
+def curve_files(wildcards, suffix="h5"):
+    """The curves (curves.families) of the compared pairs: ``h5`` the curves, ``evaluated.h5``
+    their dense evaluations."""
+    families = SETTINGS.row(wildcards.dataset, wildcards.arch)["curves"]["families"]
+    d = row_dir(wildcards.dataset, wildcards.arch)
+    return [
+        f"{d}/curves/{kind}/{a}-{b}.{suffix}"
+        for kind in families
+        for a, b in compared_pairs(wildcards)
+    ]
+
+
+def curve_evaluations(wildcards):
+    return curve_files(wildcards, "evaluated.h5")
+
+
+def repeat_files(wildcards):
+    """Runs 2..R of the MST edges' AutoNEB (comparisons.autoneb_repeats), or none."""
+    repeats = SETTINGS.row(wildcards.dataset, wildcards.arch)["comparisons"][
+        "autoneb_repeats"
+    ]
+    d = row_dir(wildcards.dataset, wildcards.arch)
+    return [
+        f"{d}/repeats/{a}-{b}/{r}.h5"
+        for a, b in mst_edges(wildcards)
+        for r in range(1, repeats)
+    ]
+
+
+def family_timings(wildcards):
+    """The benchmark TSVs of the compared connections' wall times (families table)."""
+    d = f"{RESULTS}/benchmarks/{wildcards.dataset}/{wildcards.arch}"
+    families = SETTINGS.row(wildcards.dataset, wildcards.arch)["curves"]["families"]
+    out = {}
+    for a, b in compared_pairs(wildcards):
+        out[f"autoneb/{a}-{b}"] = f"{d}/paths/{a}-{b}.cycles.tsv"
+        for kind in families:
+            out[f"{kind}/{a}-{b}"] = f"{d}/curves/{kind}/{a}-{b}.times.tsv"
+    return out
+
+
+def independent_ensembles(wildcards):
+    """The row's ensembles of independently trained minima (evaluation.ensemble_sizes)."""
+    if not SETTINGS.row(wildcards.dataset, wildcards.arch)["evaluation"][
+        "ensemble_sizes"
+    ]:
+        return []
+    return [f"{row_dir(wildcards.dataset, wildcards.arch)}/ensembles/independent.json"]
 
 
 def expected_table_hashes(wildcards):
@@ -289,6 +361,10 @@ def row_outputs(dataset, arch):
         names.append("ensembles")
     if SETTINGS.row(dataset, arch)["alignment"] != "none":
         names.append("alignment")
+    if SETTINGS.row(dataset, arch)["curves"]["families"]:
+        names.append("families")
+    if SETTINGS.row(dataset, arch)["comparisons"]["autoneb_repeats"] > 1:
+        names.append("repeats")
     return [f"{d}/table_row.json", f"{d}/overlap/overlap.png"] + [
         f"{RESULTS}/figures/{dataset}/{arch}/{name}.{ext}"
         for name in names
@@ -323,4 +399,6 @@ def stored_files(wildcards):
             files += [path_file(row, pair) for pair in pairs]
         files += [f"{d}/{ROUNDS}/landscape.json", f"{d}/{ROUNDS}/mst_paths.json"]
         files += [f"{d}/pairs.csv", *evaluated_mst_paths(row), *aligned_mst_paths(row)]
+        files += [*curve_files(row), *curve_evaluations(row), *repeat_files(row)]
+        files += independent_ensembles(row)
     return files

@@ -35,6 +35,9 @@ rule mst_paths:
         evaluated=evaluated_mst_paths,
         paths=mst_path_files,
         aligned=aligned_mst_paths,
+        curves=curve_files,
+        curve_evaluations=curve_evaluations,
+        repeats=repeat_files,
     output:
         f"{RESULTS}/{{dataset}}/{{arch}}/{ROUNDS}/mst_paths.json",
     log:
@@ -84,3 +87,26 @@ rule slice_figure:
         margin=config["figures"]["slice_margin"],
     script:
         "../workflow/scripts/slice_figure.py"
+
+
+# evaluation.ensemble_sizes: ensembles of K independently trained minima, beside the ensembles
+# along the paths
+rule independent_ensembles:
+    input:
+        dataset=f"{RESULTS}/data/{{dataset}}.json",
+        minima=minima_files,
+    output:
+        f"{RESULTS}/{{dataset}}/{{arch}}/ensembles/independent.json",
+    log:
+        f"{RESULTS}/logs/{{dataset}}/{{arch}}/independent_ensembles.log",
+    conda:
+        CONDA_ENV
+    threads: config["threads"]["evaluate"]
+    resources:
+        **device_resources(),
+        runtime=job_runtime("evaluate_path"),
+        mem_mb=job_memory("evaluate_path"),
+    params:
+        row=row_settings("evaluation"),
+    script:
+        "../workflow/scripts/independent_ensembles.py"

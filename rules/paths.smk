@@ -52,3 +52,31 @@ rule aligned_path:
         cycle_times=f"{RESULTS}/benchmarks/{{dataset}}/{{arch}}/aligned/{{a}}-{{b}}.cycles.tsv",
     script:
         "../workflow/scripts/aligned_path.py"
+
+
+# comparisons.autoneb_repeats: runs 2..R of every MST edge's AutoNEB, other batch seeds (the
+# spread of the saddle over seeds; the MST and Table B.1 stay on run 1, the paths above)
+rule repeat_path:
+    input:
+        dataset=f"{RESULTS}/data/{{dataset}}.json",
+        a=f"{RESULTS}/{{dataset}}/{{arch}}/minima/{{a}}.safetensors",
+        b=f"{RESULTS}/{{dataset}}/{{arch}}/minima/{{b}}.safetensors",
+    output:
+        f"{RESULTS}/{{dataset}}/{{arch}}/repeats/{{a}}-{{b}}/{{repeat}}.h5",
+    log:
+        f"{RESULTS}/logs/{{dataset}}/{{arch}}/repeats/{{a}}-{{b}}/{{repeat}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/{{dataset}}/{{arch}}/repeats/{{a}}-{{b}}/{{repeat}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]["autoneb"]
+    resources:
+        **device_resources(),
+        runtime=job_runtime("autoneb_path"),
+        mem_mb=job_memory("autoneb_path"),
+    params:
+        row=row_settings("paths"),
+        state=f"{RESULTS}/{{dataset}}/{{arch}}/repeats/{{a}}-{{b}}/{{repeat}}.state.pt",
+        cycle_times=f"{RESULTS}/benchmarks/{{dataset}}/{{arch}}/repeats/{{a}}-{{b}}/{{repeat}}.cycles.tsv",
+    script:
+        "../workflow/scripts/repeat_path.py"

@@ -4,6 +4,8 @@ localrules:
     row_figures,
     ensemble_figure,
     alignment_figure,
+    families,
+    repeats_figure,
 
 
 rule table_row:
@@ -12,6 +14,7 @@ rule table_row:
         landscape=f"{RESULTS}/{{dataset}}/{{arch}}/{ROUNDS}/landscape.json",
         mst=f"{RESULTS}/{{dataset}}/{{arch}}/{ROUNDS}/mst_paths.json",
         overlap=f"{RESULTS}/{{dataset}}/{{arch}}/overlap/overlap.csv",
+        independent=independent_ensembles,
     output:
         row=f"{RESULTS}/{{dataset}}/{{arch}}/table_row.json",
         pairs=f"{RESULTS}/{{dataset}}/{{arch}}/pairs.csv",
@@ -204,3 +207,72 @@ rule alignment_figure:
         row=row_settings("report"),
     script:
         "../workflow/scripts/alignment_figure.py"
+
+
+# Only requested when curves.families is set (see row_outputs): every compared pair's
+# connections side by side.
+rule families:
+    input:
+        minima=minima_files,
+        landscape=f"{RESULTS}/{{dataset}}/{{arch}}/{ROUNDS}/landscape.json",
+        mst=f"{RESULTS}/{{dataset}}/{{arch}}/{ROUNDS}/mst_paths.json",
+    output:
+        csv=f"{RESULTS}/{{dataset}}/{{arch}}/families.csv",
+        png=report(
+            f"{RESULTS}/figures/{{dataset}}/{{arch}}/families.png",
+            caption="../report/families.rst",
+            category="Figures per architecture",
+            subcategory="{dataset} {arch}",
+            labels={
+                "figure": "families",
+                "dataset": "{dataset}",
+                "architecture": "{arch}",
+            },
+        ),
+        pdf=f"{RESULTS}/figures/{{dataset}}/{{arch}}/families.pdf",
+    log:
+        f"{RESULTS}/logs/{{dataset}}/{{arch}}/families.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        runtime=10,
+        mem_mb=2000,
+    params:
+        row=row_settings("report"),
+        timings=family_timings,
+    script:
+        "../workflow/scripts/families.py"
+
+
+# Only requested when comparisons.autoneb_repeats > 1 (see row_outputs).
+rule repeats_figure:
+    input:
+        minima=minima_files,
+        landscape=f"{RESULTS}/{{dataset}}/{{arch}}/{ROUNDS}/landscape.json",
+        mst=f"{RESULTS}/{{dataset}}/{{arch}}/{ROUNDS}/mst_paths.json",
+    output:
+        png=report(
+            f"{RESULTS}/figures/{{dataset}}/{{arch}}/repeats.png",
+            caption="../report/repeats.rst",
+            category="Figures per architecture",
+            subcategory="{dataset} {arch}",
+            labels={
+                "figure": "repeats",
+                "dataset": "{dataset}",
+                "architecture": "{arch}",
+            },
+        ),
+        pdf=f"{RESULTS}/figures/{{dataset}}/{{arch}}/repeats.pdf",
+    log:
+        f"{RESULTS}/logs/{{dataset}}/{{arch}}/repeats_figure.log",
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        runtime=10,
+        mem_mb=2000,
+    params:
+        row=row_settings("report"),
+    script:
+        "../workflow/scripts/repeats_figure.py"

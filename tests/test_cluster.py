@@ -40,8 +40,9 @@ PAPER_SCHEDULE = (
 
 
 def settings_lines(out: str) -> dict[str, str]:
-    """The start-up log: one ``nobarriers settings of <dataset>/<arch>: ...`` line per row."""
-    found = re.findall(r"nobarriers settings of (\S+): (.*)", out)
+    """The start-up log: one ``nobarriers settings of <dataset>/<arch> (config <file>; ...):
+    ...`` line per row, as ``{row: the whole line after the row's name}``."""
+    found = re.findall(r"nobarriers settings of (\S+) (\(config .*)", out)
     return dict(found)
 
 
@@ -61,9 +62,10 @@ def test_a_config_with_only_a_cifar_row_gets_the_paper_settings(tmp_path):
     lines = settings_lines(proc.stdout + proc.stderr)
     assert list(lines) == ["cifar10/resnet-20"], lines
     line = lines["cifar10/resnet-20"]
-    for expected in ("AutoNEB 14 cycles / 16000 steps [paper default]",
-                     "batch 512 [paper default]", "eval_subset 2048 [paper default]",
-                     "budget 45 paths [paper default]", "136 epochs [paper recipe]"):  # fmt: skip
+    for expected in (f"(config {user}; [paper] = the paper's value): ",
+                     "AutoNEB 14 cycles / 16000 steps [paper]", "batch 512 [paper]",
+                     "eval_subset 2048 [paper]", "budget 45 paths [paper]",
+                     "136 epochs [paper]"):  # fmt: skip
         assert expected in line, line
     assert re.search(r"train_minimum\s+10\b", proc.stdout), proc.stdout[-3000:]
 
@@ -71,7 +73,10 @@ def test_a_config_with_only_a_cifar_row_gets_the_paper_settings(tmp_path):
     demo = settings_lines(snakemake("-n", "--cores", "1", "--config",
                                     f"results_dir={tmp_path / 'demo'}").stdout)  # fmt: skip
     assert all(key.startswith("digits/") for key in demo) and demo
-    assert all("[config/config.yaml: autoneb]" in line for line in demo.values())
+    for line in demo.values():  # the file once, each value's source short
+        assert line.count("config/config.yaml") == 1, line
+        assert line.startswith("(config config/config.yaml;") and "[autoneb]" in line, line
+        assert "[recipe digits]" in line, line
 
 
 # ------------------------------------------------------------------ what reaches sbatch

@@ -98,6 +98,33 @@ def test_row_overrides_layer_over_the_global_section_key_by_key():
     assert sources["autoneb.insert_threshold"] == "paper default"
 
 
+def test_the_start_up_line_names_the_config_file_once_and_each_source_short(tmp_path):
+    folder = tmp_path / "a rather long folder name" / "of my experiments"
+    folder.mkdir(parents=True)
+    path = folder / "my.yaml"
+    path.write_text(
+        "autoneb: {batch_size: 64}\n"
+        "exploration: {max_paths: 7}\n"
+        "recipes: {mlp: {epochs: 5}}\n"
+        "rows:\n"
+        "  - {dataset: cifar10, arch: mlp-16, autoneb: {eval_subset: 512}}\n"
+        "  - {dataset: digits, arch: mlp-4}\n"
+    )
+    settings = WorkflowConfig.load(path)
+    line = settings.summary("cifar10", "mlp-16")
+    assert line.count(str(path)) == 1, line
+    assert line.startswith(f"cifar10/mlp-16 (config {path}; [paper] = the paper's value): ")
+    for part in ("5 epochs [recipes.mlp]", "batch 128 [paper]", "batch 64 [autoneb]",
+                 "eval_subset 512 [rows[0].autoneb]", "budget 7 paths [exploration]",
+                 "early stop 0.1 [paper]"):  # fmt: skip
+        assert part in line, line
+    assert "paper default" not in line and "paper recipe" not in line
+    digits = settings.summary("digits", "mlp-4")
+    assert digits.count(str(path)) == 1 and "40 epochs [recipe digits]" in digits, digits
+    # the sources themselves keep their full form (the file, the section)
+    assert settings.sources("cifar10", "mlp-16")["autoneb.batch_size"] == f"{path}: autoneb"
+
+
 def test_schedule_repeat_is_expanded():
     config = minimal()
     config["autoneb"] = {
@@ -221,6 +248,7 @@ def _other_value(key, spec, current):
         "autoneb.optimizer_kwargs": {"momentum": 0.5},
         "autoneb.optimizer": "Adam",
         "evaluation.ensemble_sizes": [3],
+        "curves.families": ["bezier"],
         "figures.cycles": [1],
         "recipes": {"digits": {"epochs": 3}},
         "datasets": {"blobs": {"npz": "b.npz"}},

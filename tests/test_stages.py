@@ -460,3 +460,90 @@ def test_the_hessian_at_each_mst_saddle_reaches_the_pair_table(chain, tmp_path):
     assert spectrum["n_products"] > 0 and spectrum["grad_norm"] >= 0
     rows = read_pair_details(chain["root"] / "pairs.csv")
     assert all(r["hessian_index"] is None for r in rows)  # off in the chain's config
+
+
+def test_comparisons_repeats_curves_sample_and_independent_ensembles(chain, tmp_path):
+    """The comparison jobs on the chain's minima: a repeated AutoNEB run of an MST edge (another
+    seed), both curve families for an MST edge and the off-MST pair, the independent ensembles;
+    then the table row, pairs.csv and the families table report them beside the paper's."""
+    import shutil
+
+    from nobarriers.formats.records import IndependentEnsembles
+    from nobarriers.report.comparisons import read_families
+    from nobarriers.stages import curves
+
+    cfg = {**CONFIG, "comparisons": {"sample_pairs": 1, "autoneb_repeats": 2},
+           "curves": {"families": ["bezier", "polychain"], "epochs": 2, "n_points": 7}}  # fmt: skip
+    row = WorkflowConfig(cfg).row("digits", "mlp-4")
+    root = tmp_path / "row"
+    shutil.copytree(chain["root"], root)
+    minima = [root / "minima" / p.name for p in chain["minima"]]
+    (a, b), *_ = chain["landscape"].mst_pairs
+    sample = [p for p in [(0, 1), (0, 2), (1, 2)] if p not in chain["landscape"].mst_pairs]
+    paths_settings = stage_settings(row, "paths")
+    repeat = root / "repeats" / f"{a}-{b}" / "1.h5"
+    paths.repeat_path_job(paths_settings, minima[a], minima[b], repeat, tmp_path / "r.state.pt",
+                          chain["runtime"], repeat=1)  # fmt: skip
+    first, again = read_path(root / "paths" / f"{a}-{b}.h5"), read_path(repeat)
+    assert again.attrs["repeat"] == 1 and again.seed != first.seed
+    assert not np.array_equal(again.pivots, first.pivots)  # another batch seed, another path
+    curve_files, curve_evals = [], []
+    for kind in ("bezier", "polychain"):
+        for i, j in [(a, b), *sample]:
+            out = root / "curves" / kind / f"{i}-{j}.h5"
+            ev = root / "curves" / kind / f"{i}-{j}.evaluated.h5"
+            curves.curve_job(stage_settings(row, "curves"), kind, minima[i], minima[j], out, ev,
+                             tmp_path / f"{kind}.state.pt", chain["runtime"])  # fmt: skip
+            curve_files.append(out), curve_evals.append(ev)
+            dense = read_evaluation(ev).dense
+            assert len(dense["t"]) == 7 and dense["t"][-1] == 1.0
+            start = load_minimum(minima[i]).metrics["train_loss"]
+            assert dense["train_loss"][0] == pytest.approx(start, rel=1e-4)  # exact BN at w1
+    eval_settings = stage_settings(row, "evaluation")
+    for i, j in sample:  # the sample's raw path exists (budget 3: every pair) and is evaluated
+        target = root / "evaluated" / f"{i}-{j}.h5"
+        evaluation.evaluate_path_job(eval_settings, root / "paths" / f"{i}-{j}.h5", target,
+                                     chain["runtime"])  # fmt: skip
+    independent = root / "independent.json"
+    record = evaluation.independent_ensembles_job(eval_settings, minima, independent,
+                                                  chain["runtime"])  # fmt: skip
+    assert record.sizes == [2, 3] and record.draws == [3, 1]
+    assert IndependentEnsembles.read(independent).test_error == record.test_error
+    listing = [root / "evaluated" / f"{i}-{j}.h5" for i, j in [*chain["landscape"].mst_pairs,
+                                                               *sample]]  # fmt: skip
+    evaluation.mst_paths_job(listing, [root / "paths" / f.name for f in listing],
+                             root / "mst_paths.json", curves=curve_files,
+                             curve_evaluations=curve_evals, repeats=[repeat])  # fmt: skip
+    report_settings = stage_settings(row, "report")
+    table_row = report.table_row_job(
+        report_settings, minima, root / "landscape.json", root / "mst_paths.json",
+        chain["overlap"]["csv"], root / "table_row.json", root / "pairs.csv", [independent],
+    )  # fmt: skip
+    assert table_row.repeats == 2 and table_row.repeat_saddle_first_mean is not None
+    assert table_row.repeat_saddle_min_mean <= table_row.repeat_saddle_first_mean
+    assert table_row.bezier_sadd > 0 and table_row.polychain_sadd > 0
+    assert table_row.ensemble_independent_test_error == record.test_error[-1]
+    pairs = {(r["i"], r["j"]): r for r in read_pair_details(root / "pairs.csv")}
+    assert pairs[sample[0]]["in_sample"] and not pairs[(a, b)]["in_sample"]
+    assert pairs[(a, b)]["repeats"] == 2
+    assert pairs[(a, b)]["repeat_saddle_spread"] == pytest.approx(
+        abs(first.saddle_loss - again.saddle_loss)
+    )
+    assert pairs[sample[0]]["bezier_train_loss"] is not None
+    timings = {}
+    rows = report.families_job(report_settings, minima, root / "landscape.json",
+                               root / "mst_paths.json", timings, root / "families.csv",
+                               tmp_path / "f.png", tmp_path / "f.pdf")  # fmt: skip
+    families = {(r["i"], r["j"], r["family"]): r for r in read_families(root / "families.csv")}
+    assert len(families) == len(rows)
+    for pair in [(a, b), *sample]:
+        line = families[(*pair, "line")]
+        auto = families[(*pair, "autoneb")]
+        assert line["gradient_samples"] == 0 and auto["gradient_samples"] > 0
+        assert auto["barrier"] <= line["barrier"] + 1e-9  # AutoNEB beats the straight line
+        assert {"bezier", "polychain"} <= {f for i, j, f in families if (i, j) == pair}
+    assert (tmp_path / "f.png").stat().st_size > 0
+    figure = (tmp_path / "r.png", tmp_path / "r.pdf")
+    report.repeats_figure_job(report_settings, minima, root / "landscape.json",
+                              root / "mst_paths.json", *figure)  # fmt: skip
+    assert (tmp_path / "r.pdf").read_bytes()[:5] == b"%PDF-"

@@ -122,13 +122,21 @@ def test_tiny_workflow_end_to_end(tmp_path):
     row_dir = results / "digits" / "mlp-16"
     minima = sorted((row_dir / "minima").glob("*.safetensors"))
     paths = sorted((row_dir / "paths").glob("*.h5"))
-    assert len(minima) == 3 and len(paths) == 2
+
+    def landscape_paths(budget):
+        record = json.loads((row_dir / "rounds" / f"max{budget}-per2" / "landscape.json")
+                            .read_text())  # fmt: skip
+        return len(record["computed"])
+
+    # Algorithm 3 computed 2 paths; the off-MST sample pair (comparisons) got its own
+    assert len(minima) == 3 and landscape_paths(2) == 2 and len(paths) == 3
     stamps = {p: p.stat().st_mtime_ns for p in minima + paths}
 
-    # Raising the budget extends the loop: one more path, nothing finished is recomputed.
+    # Raising the budget extends the loop: one more path (the sample's, already there, so
+    # reused), nothing finished is recomputed.
     run_tiny(3)
     paths_after = sorted((row_dir / "paths").glob("*.h5"))
-    assert len(paths_after) == 3
+    assert len(paths_after) == 3 and landscape_paths(3) == 3
     assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items())
     assert not list((row_dir / "paths").glob("*.state.pt")), "finished jobs leave no state"
 
@@ -159,7 +167,17 @@ def test_tiny_workflow_end_to_end(tmp_path):
     figures = list((results / "figures").rglob("*.png")) + list(
         (results / "figures").rglob("*.pdf")
     )
-    assert len(figures) == 2 * 9  # Figure 5 + 8 of the row (ensembles, alignment too), PNG, PDF
+    # Figure 5 + 10 of the row (ensembles, alignment, families, repeats too), PNG and PDF
+    assert len(figures) == 2 * 11
+    # the comparisons: the off-MST pair, the second AutoNEB runs, the curves, side by side
+    pairs_row = {(int(r["i"]), int(r["j"])): r for r in read_csv(row_dir / "pairs.csv")}
+    assert sum(r["in_sample"] == "true" for r in pairs_row.values()) == 1
+    assert all(r["repeats"] == "2" for r in pairs_row.values() if r["on_mst"] == "true")
+    families = read_csv(row_dir / "families.csv")
+    assert {f["family"] for f in families} == {"autoneb", "bezier", "polychain", "line",
+                                               "aligned_line"}  # fmt: skip
+    assert len({(f["i"], f["j"]) for f in families}) == 3  # 2 MST edges + the sample pair
+    assert row["repeats"] == "2" and row["bezier_sadd"] != "" and row["n_sample"] == "1"
     for figure in figures + [row_dir / "overlap" / "overlap.png"]:
         assert_image(figure)
     logs = list((results / "logs").rglob("*.log"))
@@ -196,7 +214,8 @@ def test_tiny_workflow_end_to_end(tmp_path):
     # A hyper-parameter reruns exactly the jobs that depend on it.
     dense = planned("evaluation={n_between: 4}")
     assert "train_minimum" not in dense and "autoneb_path" not in dense, dense
-    assert dense["evaluate_path"] == 2 and dense["table_b1"] == 1, dense  # the two MST edges
+    # the two MST edges and the off-MST sample pair
+    assert dense["evaluate_path"] == 3 and dense["table_b1"] == 1, dense
     insertion = planned("autoneb={insert_threshold: 0.3}")
     # (the path jobs follow once the rerun selection rounds name their pairs)
     assert insertion["select_pairs"] >= 1 and "train_minimum" not in insertion, insertion
@@ -214,7 +233,7 @@ def test_tiny_workflow_end_to_end(tmp_path):
         return planned(env={"PYTHONPATH": path})
 
     evaluation = bumped("evaluation")
-    assert evaluation["evaluate_path"] == 2 and evaluation["table_b1"] == 1, evaluation
+    assert evaluation["evaluate_path"] == 3 and evaluation["table_b1"] == 1, evaluation
     assert evaluation["slice_figure"] == 1 and evaluation["row_figures"] == 1, evaluation
     assert not {"train_minimum", "autoneb_path", "aligned_path", "select_pairs", "landscape",
                 "prepare_dataset"} & set(evaluation), evaluation  # fmt: skip
@@ -228,7 +247,11 @@ def test_tiny_workflow_end_to_end(tmp_path):
 
     # Fewer minima than before: minimum 2's files are named at start-up and never read; the
     # table's hash (the report stage's) changes, so no table of 3 minima passes for one of 2.
-    smaller = ["minima_per_arch=2", "exploration={max_paths: 1, pairs_per_round: 1}"]
+    smaller = [
+        "minima_per_arch=2",
+        "exploration={max_paths: 1, pairs_per_round: 1}",
+        "comparisons={sample_pairs: 0}",
+    ]
     fewer = snakemake("-n", "--cores", "1", "--configfile", str(TINY), "--config", *overrides,
                       *smaller)  # fmt: skip
     said = fewer.stdout + fewer.stderr

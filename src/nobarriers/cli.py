@@ -443,6 +443,18 @@ def _inspect(args) -> int:
     return 0
 
 
+def _plan(args) -> int:
+    from .settings.config import WorkflowConfig
+    from .stages.plan import format_plan, format_simulated_rounds, make_plan
+
+    settings = WorkflowConfig.load(args.configfile)
+    print(format_plan(make_plan(settings, args.gpus, args.tflops, args.pivots)))
+    sizes = sorted({len(settings.row(*r)["seeds"]) for r in settings.selected_rows()})
+    for n in sizes:
+        print(format_simulated_rounds(n, settings.values["exploration"]))
+    return 0
+
+
 def _table(args) -> int:
     from .formats.records import TABLE_B1_COLUMNS, TableRow
     from .report.table import format_table_b1_latex, format_table_b1_markdown
@@ -508,13 +520,27 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--device", choices=["auto", "cpu", "cuda"], help="--hessian: default: the "
                    "config's")  # fmt: skip
     i.add_argument("--threads", type=int, default=None, help="--hessian: torch CPU threads")
+    p = sub.add_parser("plan", help="what a configuration will cost, before it is submitted")
+    p.add_argument("--configfile", required=True, help="the workflow config (YAML) to plan; it is "
+                   "validated exactly as the workflow validates it")  # fmt: skip
+    p.add_argument("--gpus", type=int, default=1, help="concurrent GPUs for the wall time")
+    p.add_argument("--tflops", type=float, default=None, help="sustained fp32 TFLOP/s of one "
+                   "GPU on these networks, measured (default: an assumed value)")  # fmt: skip
+    p.add_argument("--pivots", type=int, default=7, help="interior pivots a path carries on "
+                   "average (assumed; the paper's schedule grows them from 3)")  # fmt: skip
     t = sub.add_parser("table", help="Table B.1 of a results folder")
     t.add_argument("results_dir")
     t.add_argument("--format", choices=["md", "csv", "tex"], default="md")
     return parser
 
 
-COMMANDS = {"connect": _connect, "import": _import, "inspect": _inspect, "table": _table}
+COMMANDS = {
+    "connect": _connect,
+    "import": _import,
+    "inspect": _inspect,
+    "plan": _plan,
+    "table": _table,
+}
 
 
 def main(argv=None) -> int:

@@ -10,4 +10,5 @@ with job_log(snakemake.log[0], snakemake.rule, snakemake.output):
         overlap_csv=snakemake.input.overlap,
         out_row_json=snakemake.output.row,
         out_pairs_csv=snakemake.output.pairs,
+        independent_json=snakemake.input.independent,
     )

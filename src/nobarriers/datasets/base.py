@@ -64,6 +64,7 @@ class DatasetSource:
     recipe: dict | None = None
     num_classes: int | None = None
     input_shape: tuple | None = None
+    sizes: tuple[int, int] | None = None  # (training, test) samples, where known before loading
 
     def identity(self) -> dict:
         return {}

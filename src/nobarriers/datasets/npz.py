@@ -99,6 +99,13 @@ class NpzSource(DatasetSource):
     def num_classes(self) -> int:
         return self._header[0]
 
+    @functools.cached_property
+    def sizes(self) -> tuple[int, int]:
+        import numpy as np
+
+        with np.load(self.path, allow_pickle=False) as f:
+            return len(f["y_train"]), len(f["y_test"])
+
     @property
     def input_shape(self) -> tuple:
         return self._header[1]

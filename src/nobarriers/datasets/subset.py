@@ -34,6 +34,8 @@ class SubsetSource(DatasetSource):
         self.label = f"{base.label} ({self.n_train // 1000}k)" if self.n_train >= 1000 else name
         self.augment, self.recipe = base.augment, base.recipe
         self.num_classes, self.input_shape = base.num_classes, base.input_shape
+        if base.sizes is not None:
+            self.sizes = (self.n_train, self.n_test or base.sizes[1])
 
     def identity(self) -> dict:
         return {

@@ -357,3 +357,16 @@ def exploration_done(
         similar_rtol=similar_rtol,
         similar_scale=similar_scale,
     )
+
+
+def sample_off_tree(nodes: Sequence[Node], tree_pairs: Iterable[tuple], size: int, seed: int = 0):
+    """A seeded random sample of ``size`` pairs of ``nodes`` that are not edges of the tree
+    (sorted pairs, in sorted order): the pairs a comparison on the MST alone would never see,
+    since Algorithm 3 keeps the pairs with the lowest saddles."""
+    on_tree = {canonical_pair(a, b) for a, b in tree_pairs}
+    nodes = sorted(nodes)
+    off = [(a, b) for k, a in enumerate(nodes) for b in nodes[k + 1 :] if (a, b) not in on_tree]
+    if size > len(off):
+        raise ConfigError(f"a sample of {size} pairs off the tree asked for; there are {len(off)}")
+    rng = np.random.default_rng(seed)
+    return sorted(off[i] for i in rng.choice(len(off), size=size, replace=False))

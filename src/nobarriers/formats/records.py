@@ -7,6 +7,7 @@ DatasetRecord      ``data/<dataset>.json``                                ``prep
 RoundRecord        ``<row>/rounds/max<M>-per<P>/<r>.json``                ``select_pairs``
 LandscapeRecord    ``<row>/rounds/max<M>-per<P>/landscape.json``          ``landscape``
 MSTPathsRecord     ``<row>/rounds/max<M>-per<P>/mst_paths.json``          ``mst_paths``
+IndependentEns...  ``<row>/ensembles/independent.json``                   ``independent_ensembles``
 TableRow           ``<row>/table_row.json``                               ``table_row``
 =================  =====================================================  =====================
 
@@ -210,8 +211,11 @@ class MSTPathsRecord(_Record):
     evaluated: list[str]
     paths: list[str]
     aligned: list[str] = field(default_factory=list)  # the aligned paths (alignment), or none
+    curves: list[str] = field(default_factory=list)  # curve files (curves.families), or none
+    curve_evaluations: list[str] = field(default_factory=list)
+    repeats: list[str] = field(default_factory=list)  # comparisons.autoneb_repeats, or none
 
-    _LISTS = ("evaluated", "paths", "aligned")
+    _LISTS = ("evaluated", "paths", "aligned", "curves", "curve_evaluations", "repeats")
 
     def write(self, path) -> None:
         """Stored relative to the record's own folder (a moved results folder stays whole)."""
@@ -234,6 +238,19 @@ class MSTPathsRecord(_Record):
 
 def _relative(path, folder: Path) -> str:
     return os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
+
+
+@dataclass
+class IndependentEnsembles(_Record):
+    """Ensembles of K independently trained minima of a row (``evaluation.ensemble_sizes``):
+    the test error (mean over ``draws`` seeded draws of K minima; ``None`` where the row has
+    fewer than K minima), beside which the ensembles along the paths are reported."""
+
+    KIND = "independent ensembles"
+    sizes: list[int]
+    test_error: list[float | None]
+    draws: list[int]
+    config_hash: str
 
 
 @dataclass
@@ -290,6 +307,25 @@ class TableRow(_Record):
     # how many of them have exactly one negative eigenvalue (a saddle of index 1)
     hessian_edges: int | None = None
     hessian_index_1_edges: int | None = None
+    # raw vs aligned on the off-MST sample (comparisons.sample_pairs with alignment; CSV only)
+    n_sample: int | None = None
+    alignment_sample_raw_saddle: float | None = None
+    alignment_sample_aligned_saddle: float | None = None
+    alignment_sample_raw_line: float | None = None
+    alignment_sample_aligned_line: float | None = None
+    # AutoNEB's run-to-run spread (comparisons.autoneb_repeats; CSV only): runs per MST edge,
+    # the mean and largest spread (max - min) of an edge's saddles, and the mean saddle of the
+    # first run (the paper's, what the MST and Sadd use) and of the lowest run
+    repeats: int | None = None
+    repeat_spread_mean: float | None = None
+    repeat_spread_max: float | None = None
+    repeat_saddle_first_mean: float | None = None
+    repeat_saddle_min_mean: float | None = None
+    # ensembles of K independently trained minima (the largest K; CSV only)
+    ensemble_independent_test_error: float | None = None
+    # the curves' maximum training loss along the MST edges, mean (curves.families; CSV only)
+    bezier_sadd: float | None = None
+    polychain_sadd: float | None = None
 
 
 #: the columns of Table B.1, in the table's order

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..core.errors import DeviceError
+from ..core.gpu_slots import GpuSlot, claim_gpu_slot, visible_devices
 
 log = logging.getLogger("nobarriers")
 
@@ -26,8 +27,44 @@ def visible_gpus() -> str:
     )
 
 
+def take_gpu_slot(min_devices: int = 1, folder=None) -> GpuSlot | None:
+    """This process's own GPU where several GPU jobs share a machine: the lowest free slot of the
+    visible devices (:mod:`nobarriers.core.gpu_slots`), held until the process ends, and
+    ``CUDA_VISIBLE_DEVICES`` narrowed to its device, so that CUDA, initialised after this, shows
+    the process that device alone, as ``cuda:0``. ``None`` (nothing changed) where fewer than
+    ``min_devices`` devices are visible.
+
+    Why the variable and not ``cuda:<slot>``: a process that sees one device cannot touch
+    another -- no code path (``cuda:0`` written somewhere, a library's own device choice, the
+    per-device RNG states of the resume files, a child process) can put a CUDA context of
+    hundreds of MB or any work on another job's GPU. It counts only before CUDA initialises
+    in this process: ``torch.cuda.device_count()`` counts through NVML without initialising
+    it, and a workflow job takes its slot first thing. Where CUDA was initialised before,
+    :func:`configure_runtime` makes ``cuda:<slot>`` the current device instead."""
+    count = torch.cuda.device_count()  # through NVML: CUDA_VISIBLE_DEVICES may still change
+    if count < max(1, min_devices):
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    slot = claim_gpu_slot(visible_devices(count, visible), folder)
+    if slot is None:
+        return None
+    os.environ["CUDA_VISIBLE_DEVICES"] = slot.device
+    log.info(
+        "GPU slot %d of %d: device %s (CUDA_VISIBLE_DEVICES was %s; lock %s)",
+        slot.index,
+        slot.count,
+        slot.device,
+        "unset" if visible is None else repr(visible),
+        slot.lock_file,
+    )
+    return slot
+
+
 def configure_runtime(
-    threads: int | None = None, device: str = "auto", require_gpu: bool = False
+    threads: int | None = None,
+    device: str = "auto",
+    require_gpu: bool = False,
+    gpu_slot: GpuSlot | None = None,
 ) -> torch.device:
     """Set torch's thread count (from Snakemake's ``threads``) and choose the device.
 
@@ -36,7 +73,9 @@ def configure_runtime(
     that was granted a GPU by its scheduler and sees none (a driver mismatch, a wrong partition,
     an empty ``CUDA_VISIBLE_DEVICES``) stops at once with a :class:`DeviceError` naming what it
     sees, instead of running for hours on the CPU. ``device="cuda"`` always requires a GPU;
-    ``device="cpu"`` never uses one.
+    ``device="cpu"`` never uses one. ``gpu_slot`` (:func:`take_gpu_slot`): where CUDA was
+    initialised before the slot narrowed ``CUDA_VISIBLE_DEVICES`` (it still shows several
+    devices), the slot's device is made the current one.
     """
     if threads is not None and threads > 0:
         torch.set_num_threads(int(threads))
@@ -60,9 +99,13 @@ def configure_runtime(
             torch.get_num_threads(),
         )
         return torch.device("cpu")
+    if gpu_slot is not None:
+        torch.cuda.init()
+        if torch.cuda.device_count() > 1:  # initialised before CUDA_VISIBLE_DEVICES was narrowed
+            torch.cuda.set_device(gpu_slot.index)
     log.info(
         "device: %s (CUDA_VISIBLE_DEVICES=%s)",
-        torch.cuda.get_device_name(0),
+        torch.cuda.get_device_name(),
         os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
     )
     return torch.device("cuda")

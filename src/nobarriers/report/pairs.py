@@ -58,12 +58,28 @@ PAIR_DETAIL_COLUMNS = [
     "hessian_cosine_to_path",
     "hessian_grad_norm",
     "hessian_converged",
+    "in_sample",
+    "repeats",
+    "repeat_saddle_min",
+    "repeat_saddle_max",
+    "repeat_saddle_spread",
+    "bezier_train_loss",
+    "bezier_test_error",
+    "bezier_length",
+    "polychain_train_loss",
+    "polychain_test_error",
+    "polychain_length",
     "config_hash",
 ]
 
 #: the Hessian at a path's highest point (evaluation.hessian_subset)
 HESSIAN_COLUMNS = ("hessian_index", "hessian_lambda_min", "hessian_lambda_max", "hessian_gap",
                    "hessian_cosine_to_path", "hessian_grad_norm", "hessian_converged")  # fmt: skip
+#: comparisons: the off-MST sample, AutoNEB's repeated runs, the curves (report.comparisons)
+COMPARISON_COLUMNS = ("in_sample", "repeats", "repeat_saddle_min", "repeat_saddle_max",
+                      "repeat_saddle_spread", "bezier_train_loss", "bezier_test_error",
+                      "bezier_length", "polychain_train_loss", "polychain_test_error",
+                      "polychain_length")  # fmt: skip
 #: the test metrics at the point of the dense evaluation where the training loss is highest
 SADDLE_POINT_COLUMNS = ("dense_test_loss_at_saddle", "dense_test_error_at_saddle")
 #: what the MST paths report about themselves and their aligned twins (``alignment``)
@@ -80,8 +96,10 @@ _PAIR_TYPES = {
     "n_pivots": "int",
     "aligned_n_pivots": "int",
     "hessian_index": "int",
+    "repeats": "int",
     "on_mst": "bool",
     "hessian_converged": "bool",
+    "in_sample": "bool",
 }
 
 
@@ -114,6 +132,7 @@ def pair_details(
     aligned: Mapping[tuple, Mapping] | None = None,
     at_saddle: Mapping[tuple, Mapping] | None = None,
     hessian: Mapping[tuple, Mapping] | None = None,
+    comparisons: Mapping[tuple, Mapping] | None = None,
     config_hash: str | None = None,
 ) -> list[dict]:
     """One row per computed path (columns: ``PAIR_DETAIL_COLUMNS``), sorted by pair.
@@ -130,8 +149,8 @@ def pair_details(
     K); ``paths[(i, j)]``: ``PATH_COLUMNS`` of the MST paths; ``aligned[(i, j)]``:
     ``ALIGNED_COLUMNS`` of their aligned twins (``alignment``); ``at_saddle[(i, j)]``:
     ``SADDLE_POINT_COLUMNS``, the test metrics where the training loss peaks (Table B.1's Sadd
-    columns take each metric's own maximum); ``hessian[(i, j)]``: ``HESSIAN_COLUMNS``.
-    Missing values stay empty.
+    columns take each metric's own maximum); ``hessian[(i, j)]``: ``HESSIAN_COLUMNS``;
+    ``comparisons[(i, j)]``: ``COMPARISON_COLUMNS``. Missing values stay empty.
     """
     on_mst = {_pair((a, b)) for a, b, _ in mst_edges}
     nodes, matrix = bounds
@@ -161,7 +180,8 @@ def pair_details(
                 row[f"{prefix}_{metric}"] = None if v is None else float(v)
         row.update(_ensemble_columns(_lookup(ensembles, key)))
         sources = ((PATH_COLUMNS, paths), (ALIGNED_COLUMNS, aligned),
-                   (SADDLE_POINT_COLUMNS, at_saddle), (HESSIAN_COLUMNS, hessian))  # fmt: skip
+                   (SADDLE_POINT_COLUMNS, at_saddle), (HESSIAN_COLUMNS, hessian),
+                   (COMPARISON_COLUMNS, comparisons))  # fmt: skip
         for columns, source in sources:
             values = _lookup(source, key) or {}
             row.update({c: values.get(c) for c in columns})

@@ -389,7 +389,7 @@ def format_table_b1_latex(rows: Sequence) -> str:
 _TABLE_TYPES = {
     **{c: "int" for c in ("epoch", "epochs_total", "n_minima", "n_edges", "n_paths",
                           "n_edges_sadd_below_min", "n_overlap_flagged", "ensemble_size",
-                          "hessian_edges", "hessian_index_1_edges")},
+                          "hessian_edges", "hessian_index_1_edges", "n_sample", "repeats")},
     **{c: "str" for c in ("dataset", "architecture", "config_hash")},
     "epoch_in_last_phase": "bool",
 }  # fmt: skip

@@ -57,6 +57,8 @@ STAGE_KEYS = {
     "evaluation": (*_MINIMA, "autoneb", "mst", "evaluation"),
     # the aligned MST paths and what reports them (alignment)
     "aligned": (*_MINIMA, "autoneb", "mst", "alignment"),
+    # parametric curves between the same minima (curves.families)
+    "curves": (*_MINIMA, "curves"),
     # the table: which minima, how many paths (Algorithm 3's budget and early stop), the overlap
     "report": (
         *_MINIMA,
@@ -67,6 +69,8 @@ STAGE_KEYS = {
         "alignment",
         "exploration",
         "overlap",
+        "comparisons",
+        "curves",
     ),
 }
 #: settings that cannot change a result -- where and how jobs run -- so they are in no hash and
@@ -184,6 +188,18 @@ class WorkflowConfig:
             raise self._error(
                 f"results_dir: {folder!r} is the file system's root; name a folder, e.g. results"
             )
+        sample = self.values["comparisons"]["sample_pairs"]
+        for k, row in enumerate(self.values["rows"] if sample else []):
+            n = self.values["minima_per_arch"]
+            if "minima" in row:
+                n = len(self._imported_files(k, row))
+            if sample > (n - 1) * (n - 2) // 2:
+                raise self._error(
+                    f"comparisons.sample_pairs: {sample} pairs off the MST asked for, but "
+                    f"{row['dataset']}/{row['arch']}'s {n} minima have only "
+                    f"{(n - 1) * (n - 2) // 2} (all {n * (n - 1) // 2} pairs minus the "
+                    f"{n - 1} MST edges)"
+                )
         self.selected_rows()  # a selection that matches nothing fails at start-up, too
         if self.values["gpu_model"] is not None and not self.values["gpu_jobs"]:
             raise self._error(
@@ -400,9 +416,11 @@ class WorkflowConfig:
             "alignment": row.get("alignment", self.values["alignment"]),
             "evaluation": dict(self.values["evaluation"]),
             "exploration": dict(self.values["exploration"]),
+            "comparisons": dict(self.values["comparisons"]),
+            "curves": dict(self.values["curves"]),
             "overlap": dict(self.values["overlap"]),
         }
-        for section in ("mst", "exploration", "evaluation", "overlap"):
+        for section in ("mst", "exploration", "evaluation", "overlap", "comparisons", "curves"):
             given = self.given.get(section, {})
             for key in resolved[section]:
                 where = f"{self.source}: {section}"
@@ -422,10 +440,22 @@ class WorkflowConfig:
             out["imported_minima"] = [file_digest(f) for f in files]
         return out
 
+    def _short_source(self, source: str) -> str:
+        """A value's source as the start-up line writes it: ``paper`` (the schema's default or
+        the paper's recipe), ``recipe digits`` (a built-in recipe that is not the paper's), or
+        the section of the config (its file named once, at the start of the line)."""
+        if source in ("paper default", "paper recipe"):
+            return "paper"
+        if source.endswith(" recipe, not in the paper"):
+            return "recipe " + source.removesuffix(" recipe, not in the paper")
+        return source.removeprefix(f"{self.source}: ")
+
     def summary(self, dataset: str, arch: str) -> str:
         """One line per row for the start-up log: the settings that matter most, and where
-        each came from (``paper default``, a recipe, or a section of the config)."""
-        row, src = self.row(dataset, arch), self.sources(dataset, arch)
+        each came from -- ``[paper]``, a built-in recipe (``[recipe digits]``) or the section
+        of the config (``[autoneb]``, ``[rows[3].autoneb]``), the config's file named once."""
+        row = self.row(dataset, arch)
+        src = {key: self._short_source(s) for key, s in self.sources(dataset, arch).items()}
         recipe, autoneb, budget = row["recipe"], row["autoneb"], row["exploration"]
         steps = sum(c["steps"] for c in autoneb["schedule"])
         if "imported_minima" in row:
@@ -457,16 +487,25 @@ class WorkflowConfig:
             f"ensembles {row['evaluation']['ensemble_sizes']}"
             if row["evaluation"]["ensemble_sizes"]
             else "",
+            f"curves {row['curves']['families']}" if row["curves"]["families"] else "",
+            f"{row['comparisons']['autoneb_repeats']} AutoNEB runs per MST edge"
+            if row["comparisons"]["autoneb_repeats"] > 1
+            else "",
+            f"{row['comparisons']['sample_pairs']} off-MST pairs"
+            if row["comparisons"]["sample_pairs"]
+            else "",
+            "Hessian at the saddles" if row["evaluation"]["hessian_subset"] else "",
         ]
         if any(extensions):
             parts.append("beyond the paper: " + ", ".join(e for e in extensions if e))
-        return f"{dataset}/{arch}: " + "; ".join(parts)
+        header = f"{dataset}/{arch} (config {self.source}; [paper] = the paper's value)"
+        return f"{header}: " + "; ".join(parts)
 
 
 #: resources through which a job requests GPUs from SLURM
 GPU_RESOURCES = ("gpu", "gpu_model", "gres")
-HEAVY_RULES = ("train_minimum", "import_minimum", "autoneb_path", "aligned_path", "evaluate_path",
-               "slice_figure")  # fmt: skip
+HEAVY_RULES = ("train_minimum", "import_minimum", "autoneb_path", "aligned_path", "repeat_path",
+               "curve", "evaluate_path", "independent_ensembles", "slice_figure")  # fmt: skip
 #: the resources a profile may set: Snakemake's standard ones and those the SLURM executor
 #: plugin (2.x) reads; anything else would be ignored without a word
 KNOWN_RESOURCES = frozenset(

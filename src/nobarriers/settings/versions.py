@@ -17,6 +17,7 @@ Bump a stage when a change alters a number in its output files for the same sett
                ``select_pairs``, ``landscape``)
 ``evaluation`` the dense evaluation, the straight line, ensembles (``evaluate_path``, the slice)
 ``aligned``    weight matching and the aligned paths (``aligned_path``)
+``curves``     curve training and evaluation (``curve``)
 ``report``     Table B.1's and pairs.csv's definitions, the figures (``table_row`` and after)
 =============  ================================================================================
 
@@ -33,6 +34,7 @@ ALGORITHM_VERSIONS: dict[str, int] = {
     "paths": 1,
     "evaluation": 1,
     "aligned": 1,
+    "curves": 1,
     "report": 1,
 }
 
@@ -43,7 +45,8 @@ BUILDS_ON: dict[str, tuple[str, ...]] = {
     "paths": ("data", "minima", "paths"),
     "evaluation": ("data", "minima", "paths", "evaluation"),
     "aligned": ("data", "minima", "paths", "aligned"),
-    "report": ("data", "minima", "paths", "evaluation", "aligned", "report"),
+    "curves": ("data", "minima", "curves"),
+    "report": ("data", "minima", "paths", "evaluation", "aligned", "curves", "report"),
 }
 
 

@@ -13,7 +13,7 @@ from ..core.errors import FileFormatError
 from ..datasets import Dataset, load_dataset
 from ..formats.minimum import Minimum
 from ..nn.points import evaluate_model
-from ..nn.runtime import configure_runtime
+from ..nn.runtime import configure_runtime, take_gpu_slot
 from ..settings.config import WorkflowConfig
 
 log = logging.getLogger("nobarriers")
@@ -86,9 +86,27 @@ class JobRuntime:
         SLURM allocation (``SLURM_JOB_ID``). Local runs account for GPUs but grant none."""
         return self.gpus > 0 and "SLURM_JOB_ID" in os.environ
 
+    def take_gpu_slot(self):
+        """This job's own GPU where several GPU jobs share the visible devices
+        (:func:`nobarriers.nn.runtime.take_gpu_slot`): a job whose rule requested a GPU, outside
+        SLURM (``snakemake --cores N --resources gpu=K`` on a machine with K GPUs), takes the
+        lowest free device. Under SLURM the scheduler's ``CUDA_VISIBLE_DEVICES`` already shows
+        each job its own GPU, so a slot is taken only where the job sees several (a local
+        Snakemake inside a multi-GPU allocation). ``None`` for CPU jobs and machines without
+        GPUs. Where a job runs cannot change what it computes: none of this reaches ``params``."""
+        if self.gpus <= 0 or self.device == "cpu":
+            return None
+        return take_gpu_slot(min_devices=2 if "SLURM_JOB_ID" in os.environ else 1)
+
     def start(self, dataset: str):
-        """Threads and device for this job, then the dataset on that device."""
-        chosen = configure_runtime(self.threads, self.device, require_gpu=self.gpu_granted)
+        """Threads and device (this job's GPU slot first), then the dataset on that device."""
+        slot = self.take_gpu_slot()
+        chosen = configure_runtime(
+            self.threads,
+            self.device,
+            require_gpu=self.gpu_granted or slot is not None,
+            gpu_slot=slot,
+        )
         if os.environ.get("HDF5_USE_FILE_LOCKING", "").upper() == "FALSE":
             log.info("HDF5 file locking off (HDF5_USE_FILE_LOCKING=FALSE, hdf5_file_locking)")
         return chosen, self.dataset(dataset, chosen)

@@ -124,11 +124,25 @@ def saddle_spectrum(row: dict, record, model, pivots, data, settings: dict):
     )
 
 
-def mst_paths_job(evaluated_files, path_files, out_json, aligned_files=()) -> MSTPathsRecord:
-    """The path files, dense evaluations and aligned paths of the final MST, as one list for
-    the report jobs."""
+def mst_paths_job(
+    evaluated_files,
+    path_files,
+    out_json,
+    aligned_files=(),
+    curves=(),
+    curve_evaluations=(),
+    repeats=(),
+) -> MSTPathsRecord:
+    """The files of the final MST's edges (and of the comparison sample's pairs): paths, dense
+    evaluations, aligned paths, curves and their evaluations, repeated runs -- one list for the
+    report jobs."""
     record = MSTPathsRecord(
-        evaluated=list(evaluated_files), paths=list(path_files), aligned=list(aligned_files)
+        evaluated=list(evaluated_files),
+        paths=list(path_files),
+        aligned=list(aligned_files),
+        curves=list(curves),
+        curve_evaluations=list(curve_evaluations),
+        repeats=list(repeats),
     )
     record.write(out_json)
     return record
@@ -183,3 +197,60 @@ def slice_job(
         line_profile=(line["t"], line["train_loss"]),
         config_hash=stage_hash(row, "evaluation"),
     )
+
+
+#: draws of K independently trained minima per ensemble size (seeded; all draws when fewer)
+INDEPENDENT_DRAWS = 10
+
+
+def independent_ensembles_job(row: dict, minima_paths, out_json, runtime: JobRuntime):
+    """Ensembles of K independently trained minima of the row, for each K of
+    ``evaluation.ensemble_sizes`` (and 2): the mean test error over up to
+    :data:`INDEPENDENT_DRAWS` seeded draws of K minima, each minimum with its exact BatchNorm
+    statistics, probabilities averaged -- what the ensembles along the paths are measured
+    against, beside their own endpoints. ``row``: the row's ``evaluation`` stage settings."""
+    from itertools import combinations
+
+    from ..formats.records import IndependentEnsembles
+    from ..nn.points import predict_probabilities
+    from .common import load_row_minima
+
+    chosen, data = runtime.start(row["dataset"])
+    minima = load_row_minima(minima_paths, row)
+    batch_size = row["recipe"]["eval_batch_size"]
+    probabilities = [
+        predict_probabilities(
+            m.build(data.num_classes, data.input_shape).to(chosen), data.x_test, batch_size
+        )  # fmt: skip
+        for m in minima
+    ]
+    labels = data.y_test.cpu()
+    rng = np.random.default_rng(0)
+    sizes = sorted({2, *row["evaluation"]["ensemble_sizes"]})
+    errors, draws = [], []
+    for k in sizes:
+        if k > len(minima):
+            errors.append(None), draws.append(0)
+            continue
+        every = list(combinations(range(len(minima)), k))
+        chosen_sets = (
+            every if len(every) <= INDEPENDENT_DRAWS
+            else [every[i] for i in rng.choice(len(every), INDEPENDENT_DRAWS, replace=False)]
+        )  # fmt: skip
+        values = [
+            float(
+                (torch.stack([probabilities[i] for i in s]).mean(0).argmax(1) != labels)
+                .double()
+                .mean()
+            )  # fmt: skip
+            for s in chosen_sets
+        ]
+        errors.append(float(np.mean(values)))
+        draws.append(len(chosen_sets))
+    record = IndependentEnsembles(
+        sizes=sizes, test_error=errors, draws=draws, config_hash=stage_hash(row, "evaluation")
+    )
+    record.write(out_json)
+    log.info("independent ensembles: %s", ", ".join(
+        f"K={k} {e:.4g}" for k, e in zip(sizes, errors, strict=True) if e is not None))  # fmt: skip
+    return record

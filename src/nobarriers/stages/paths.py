@@ -57,6 +57,29 @@ def autoneb_job(
     )
 
 
+def repeat_path_job(
+    row: dict,
+    minimum_a,
+    minimum_b,
+    out_path,
+    state_path,
+    runtime: JobRuntime,
+    repeat: int,
+    cycle_times=None,
+) -> None:
+    """AutoNEB run ``repeat`` (1, 2, ...) of an MST edge (``comparisons.autoneb_repeats``): the
+    same job as :func:`autoneb_job` with another batch seed (:func:`repeat_seed`), so that the
+    spread of the saddle over seeds can be reported. The file records ``repeat``. ``row``: the
+    row's ``paths`` stage settings."""
+    _path_job(row, minimum_a, minimum_b, out_path, state_path, runtime, cycle_times, False,
+              repeat=int(repeat))  # fmt: skip
+
+
+def repeat_seed(a: int, b: int, repeat: int) -> int:
+    """The batch seed of AutoNEB run ``repeat`` of a pair (run 0: :func:`path_seed`)."""
+    return path_seed(a, b) + 7_919 * int(repeat)
+
+
 def aligned_path_job(
     row: dict, minimum_a, minimum_b, out_path, state_path, runtime: JobRuntime, cycle_times=None
 ) -> None:
@@ -69,7 +92,16 @@ def aligned_path_job(
 
 
 def _path_job(
-    row, minimum_a, minimum_b, out_path, state_path, runtime, cycle_times, align, minima_hash=None
+    row,
+    minimum_a,
+    minimum_b,
+    out_path,
+    state_path,
+    runtime,
+    cycle_times,
+    align,
+    minima_hash=None,
+    repeat=0,
 ):
     chosen, data = runtime.start(row["dataset"])
     ma, mb = load_row_minima([minimum_a, minimum_b], row, expected_hash=minima_hash)
@@ -83,7 +115,7 @@ def _path_job(
     for minimum, net in ((ma, model), (mb, model_b)):
         check_minimum_on_data(net, minimum, data, row["recipe"]["eval_batch_size"])
     subset = row["mst"]["weight_subset"]
-    seed = path_seed(ma.seed, mb.seed)
+    seed = repeat_seed(ma.seed, mb.seed, repeat)
 
     def saddle_of(pivots, n_between, what):
         positions = len(dense_positions(pivots.shape[0], n_between))
@@ -99,7 +131,7 @@ def _path_job(
             progress=Progress(positions, what),
         )
 
-    extra = {}
+    extra = {"repeat": repeat} if repeat else {}
     if align:
         straight = LINE_POINTS - 2
         raw_line = saddle_of(torch.stack([point_of(model), point_of(model_b)]), straight, "line")
@@ -108,7 +140,7 @@ def _path_job(
         )
         model_b.load_state_dict(result.state)
         line = saddle_of(torch.stack([point_of(model), point_of(model_b)]), straight, "line")
-        extra = {
+        extra |= {
             "alignment": row["alignment"],
             "alignment_distance_before": result.distance_before,
             "alignment_distance_after": result.distance_after,

@@ -13,8 +13,9 @@ from ..core.errors import FileFormatError
 from ..engine.overlap import read_overlap_csv
 from ..formats.csv_tables import records
 from ..formats.pathfile import read_path
-from ..formats.records import LandscapeRecord, MSTPathsRecord, TableRow
+from ..formats.records import IndependentEnsembles, LandscapeRecord, MSTPathsRecord, TableRow
 from ..report import landscape_figures, path_figures, summary_figures
+from ..report.comparisons import repeat_columns
 from ..report.labels import arch_label, dataset_label
 from ..report.pairs import pair_details, read_pair_details, write_pair_details
 from ..report.table import table_b1_row, write_table_b1
@@ -25,7 +26,14 @@ log = logging.getLogger("nobarriers")
 
 
 def table_row_job(
-    row: dict, minima_paths, landscape_json, mst_json, overlap_csv, out_row_json, out_pairs_csv
+    row: dict,
+    minima_paths,
+    landscape_json,
+    mst_json,
+    overlap_csv,
+    out_row_json,
+    out_pairs_csv,
+    independent_json=(),
 ) -> TableRow:
     """One row of Table B.1 (mean over minima / MST edges) and the per-pair detail table.
     ``row``: the row's ``report`` stage settings."""
@@ -53,15 +61,55 @@ def table_row_job(
         config_hash=config_hash,
     )
     paths, aligned = mst_path_summaries(listing, row)
-    if aligned:  # raw vs aligned, means over the MST edges
-        edges = [(a, b) for a, b, _ in landscape.mst]
+    mst = [(a, b) for a, b, _ in landscape.mst]
+    sample = sorted(set(evaluations) - set(mst))  # comparisons.sample_pairs
+    if aligned:  # raw vs aligned, means over the MST edges and over the off-MST sample
         table_row = dataclasses.replace(
             table_row,
-            alignment_raw_saddle=_mean(paths, edges, "saddle_train_loss"),
-            alignment_aligned_saddle=_mean(aligned, edges, "aligned_saddle_train_loss"),
-            alignment_raw_line=_mean(aligned, edges, "raw_line_train_loss"),
-            alignment_aligned_line=_mean(aligned, edges, "aligned_line_train_loss"),
+            alignment_raw_saddle=_mean(paths, mst, "saddle_train_loss"),
+            alignment_aligned_saddle=_mean(aligned, mst, "aligned_saddle_train_loss"),
+            alignment_raw_line=_mean(aligned, mst, "raw_line_train_loss"),
+            alignment_aligned_line=_mean(aligned, mst, "aligned_line_train_loss"),
         )
+        if sample:
+            table_row = dataclasses.replace(
+                table_row,
+                alignment_sample_raw_saddle=_mean(paths, sample, "saddle_train_loss"),
+                alignment_sample_aligned_saddle=_mean(aligned, sample, "aligned_saddle_train_loss"),
+                alignment_sample_raw_line=_mean(aligned, sample, "raw_line_train_loss"),
+                alignment_sample_aligned_line=_mean(aligned, sample, "aligned_line_train_loss"),
+            )
+    if sample:
+        table_row = dataclasses.replace(table_row, n_sample=len(sample))
+    comparisons = {pair: {"in_sample": pair in sample} for pair in evaluations}
+    runs = repeat_saddles(listing, landscape, row)
+    if runs:
+        for pair, saddles in runs.items():
+            comparisons[pair].update(repeat_columns(saddles))
+        spreads = [max(s) - min(s) for s in runs.values()]
+        table_row = dataclasses.replace(
+            table_row,
+            repeats=len(next(iter(runs.values()))),
+            repeat_spread_mean=float(np.mean(spreads)),
+            repeat_spread_max=float(np.max(spreads)),
+            repeat_saddle_first_mean=float(np.mean([s[0] for s in runs.values()])),
+            repeat_saddle_min_mean=float(np.mean([min(s) for s in runs.values()])),
+        )
+    for kind, curves in curve_summaries(listing, row).items():
+        for pair, values in curves.items():
+            comparisons.setdefault(pair, {"in_sample": pair in sample})
+            comparisons[pair].update({
+                f"{kind}_train_loss": values["max_train_loss"],
+                f"{kind}_test_error": values["max_test_error"],
+                f"{kind}_length": values["length"],
+            })  # fmt: skip
+        top = [curves[p]["max_train_loss"] for p in mst if p in curves]
+        table_row = dataclasses.replace(table_row, **{f"{kind}_sadd": float(np.mean(top))})
+    if independent_json:
+        ensembles = IndependentEnsembles.read(independent_json[0])
+        measured = [e for e in ensembles.test_error if e is not None]
+        if measured:
+            table_row = dataclasses.replace(table_row, ensemble_independent_test_error=measured[-1])
     at_saddle = {pair: test_at_train_max(rec.dense) for pair, rec in evaluations.items()}
     hessian = {
         pair: hessian_columns(rec) for pair, rec in evaluations.items() if "hessian" in rec.attrs
@@ -103,6 +151,7 @@ def table_row_job(
         aligned=aligned,
         at_saddle=at_saddle,
         hessian=hessian,
+        comparisons=comparisons,
         config_hash=config_hash,
     )
     write_pair_details(details, out_pairs_csv)
@@ -118,6 +167,40 @@ def table_row_job(
         100 * table_row.test_error_sadd,
     )
     return table_row
+
+
+def repeat_saddles(listing: MSTPathsRecord, landscape: LandscapeRecord, row: dict) -> dict:
+    """``{MST edge: [saddle of run 1 (the paper's), run 2, ...]}`` (comparisons.autoneb_repeats;
+    empty when off). Every run's saddle is measured like the MST weight."""
+    if not listing.repeats:
+        return {}
+    expected = stage_hash(row, "paths")
+    runs = {(a, b): {0: s} for a, b, s in landscape.mst}
+    for f in listing.repeats:
+        record = read_path(f, load_pivots=False, expect_config_hash=expected)
+        pair = tuple(sorted(map(int, record.endpoints)))
+        runs[pair][int(record.attrs["repeat"])] = float(record.saddle_loss)
+    return {pair: [r[k] for k in sorted(r)] for pair, r in runs.items()}
+
+
+def curve_summaries(listing: MSTPathsRecord, row: dict) -> dict[str, dict]:
+    """``{kind: {pair: {max_train_loss, max_test_error, length, gradient_samples}}}`` of the
+    curves (curves.families; empty when off)."""
+    from ..formats.pathfile import read_evaluation
+
+    expected = stage_hash(row, "curves")
+    out: dict[str, dict] = {}
+    for curve_file, eval_file in zip(listing.curves, listing.curve_evaluations, strict=True):
+        curve = read_path(curve_file, load_pivots=False, expect_config_hash=expected)
+        evaluation = read_evaluation(eval_file, expect_config_hash=expected)
+        pair = tuple(sorted(map(int, curve.endpoints)))
+        out.setdefault(str(curve.attrs["curve_kind"]), {})[pair] = {
+            "max_train_loss": float(evaluation.saddles["train_loss"]),
+            "max_test_error": float(evaluation.saddles["test_error"]),
+            "length": float(curve.attrs["curve_length"]),
+            "gradient_samples": int(curve.attrs["curve_sample_gradients"]),
+        }
+    return out
 
 
 def hessian_columns(record) -> dict:
@@ -302,3 +385,92 @@ def ensemble_figure_job(row: dict, mst_json, png, pdf) -> None:
         curves, png, pdf, f"{label}: ensembles along the MST paths",
         config_hash=stage_hash(row, "evaluation"),
     )  # fmt: skip
+
+
+def _wall_seconds(tsv) -> float | None:
+    """The wall time a benchmark TSV of this workflow records (summed over its rows), or None
+    when the file is absent (it is run-specific: another machine's results lack it)."""
+    import csv
+    from pathlib import Path
+
+    if tsv is None or not Path(tsv).is_file():
+        return None
+    with open(tsv, newline="") as handle:
+        return float(sum(float(r["wall_s"]) for r in csv.DictReader(handle, delimiter="\t")))
+
+
+def families_job(
+    row: dict, minima_paths, landscape_json, mst_json, timings: dict, out_csv, png, pdf
+) -> list[dict]:
+    """The connections of every compared pair side by side (curves.families): AutoNEB, each
+    curve family, the straight line (and, with alignment, the aligned straight line) -- the
+    maximum training loss and test error along each, the barrier above the higher minimum, the
+    length in parameter space, the cost in gradient samples (mini-batch samples x gradient
+    passes) and wall time (``timings``: benchmark TSV per ``(family, pair)``). ``row``: the
+    row's ``report`` stage settings."""
+    from ..report.comparisons import family_row, plot_families, write_families
+
+    minima = {m.seed: m for m in load_row_minima(minima_paths, row, tensors=False)}
+    landscape = LandscapeRecord.read(landscape_json)
+    listing = MSTPathsRecord.read(mst_json)
+    evaluations = evaluations_of(listing.evaluated, row)
+    on_mst = {(a, b) for a, b, _ in landscape.mst}
+    config_hash = stage_hash(row, "report")
+    batch = row["autoneb"]["batch_size"]
+    rows = []
+
+    def add(pair, family, values):
+        ends = [minima[s].metrics["train_loss"] for s in pair]
+        rows.append(family_row(row["dataset"], row["arch"], pair, pair in on_mst, family, values,
+                               ends, config_hash))  # fmt: skip
+
+    for f in listing.paths:
+        record = read_path(f, expect_config_hash=stage_hash(row, "paths"))
+        pair = tuple(sorted(map(int, record.endpoints)))
+        if pair not in evaluations:
+            continue
+        ev = evaluations[pair]
+        add(pair, "autoneb", {
+            "max_train_loss": ev.saddles["train_loss"],
+            "max_test_error": ev.saddles["test_error"],
+            "length": path_length(record.pivots),
+            "gradient_samples": batch * sum(c.steps * c.n_pivots for c in record.history),
+            "wall_s": _wall_seconds(timings.get(f"autoneb/{pair[0]}-{pair[1]}")),
+        })  # fmt: skip
+        ends = record.pivots[[0, -1]].astype(np.float64)
+        add(pair, "line", {
+            "max_train_loss": ev.line_saddles["train_loss"],
+            "max_test_error": ev.line_saddles["test_error"],
+            "length": float(np.linalg.norm(ends[1] - ends[0])),
+            "gradient_samples": 0,
+        })  # fmt: skip
+    for f in listing.aligned:
+        record = read_path(f, load_pivots=False, expect_config_hash=stage_hash(row, "aligned"))
+        pair = tuple(sorted(map(int, record.endpoints)))
+        add(pair, "aligned_line", {
+            "max_train_loss": float(record.attrs["aligned_line_saddle_loss"]),
+            "length": float(record.attrs["alignment_distance_after"]),
+            "gradient_samples": 0,
+        })  # fmt: skip
+    for kind, curves in curve_summaries(listing, row).items():
+        for pair, values in curves.items():
+            wall = _wall_seconds(timings.get(f"{kind}/{pair[0]}-{pair[1]}"))
+            add(pair, kind, {**values, "wall_s": wall})
+    rows.sort(key=lambda r: (not r["on_mst"], r["i"], r["j"], r["family"]))
+    write_families(rows, out_csv)
+    label = f"{dataset_label(row['dataset'])} {arch_label(row['arch'])}"
+    plot_families(rows, png, pdf, label, config_hash=config_hash)
+    return rows
+
+
+def repeats_figure_job(row: dict, minima_paths, landscape_json, mst_json, png, pdf) -> None:
+    """AutoNEB's run-to-run spread on the MST edges (comparisons.autoneb_repeats). ``row``: the
+    row's ``report`` stage settings."""
+    from ..report.comparisons import plot_repeats
+
+    minima = {m.seed: m for m in load_row_minima(minima_paths, row, tensors=False)}
+    landscape = LandscapeRecord.read(landscape_json)
+    runs = repeat_saddles(MSTPathsRecord.read(mst_json), landscape, row)
+    ends = {p: max(minima[s].metrics["train_loss"] for s in p) for p in runs}
+    label = f"{dataset_label(row['dataset'])} {arch_label(row['arch'])}"
+    plot_repeats(runs, ends, png, pdf, label, config_hash=stage_hash(row, "report"))

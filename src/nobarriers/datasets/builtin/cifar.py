@@ -187,6 +187,7 @@ def _load_cifar(name, root, device, verify, checksums) -> Dataset:
 class CifarSource(DatasetSource):
     augment = "crop_flip"
     input_shape = (3, 32, 32)
+    sizes = (50_000, 10_000)
 
     def __init__(self, name: str, label: str, num_classes: int):
         self.name, self.label, self.num_classes = name, label, num_classes

@@ -69,6 +69,7 @@ class DigitsSource(DatasetSource):
     recipe = DIGITS_RECIPE
     num_classes = 10
     input_shape = (1, 8, 8)
+    sizes = (1797 - TEST_SIZE, TEST_SIZE)
 
     def prepare(self, root, checksums=None, local_copy=None) -> None:
         import numpy as np

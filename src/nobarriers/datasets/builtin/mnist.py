@@ -93,6 +93,7 @@ class MnistSource(DatasetSource):
     augment = "none"
     num_classes = 10
     input_shape = (1, SIDE, SIDE)
+    sizes = (60_000, 10_000)
 
     def __init__(self, name: str, label: str, cls: str, sha256: dict | None, counts: dict):
         self.name, self.label, self.cls = name, label, cls
