@@ -376,6 +376,7 @@ def final_outputs():
     outputs = [f"{RESULTS}/table_b1.{ext}" for ext in ("csv", "md", "tex")]
     outputs += [f"{RESULTS}/pairs.csv"]
     outputs += [f"{RESULTS}/figures/fig5_min_vs_saddle.{ext}" for ext in ("png", "pdf")]
+    outputs += [f"{RESULTS}/figures/trends.{ext}" for ext in ("png", "pdf")]
     for dataset, arch in ROWS:
         outputs += row_outputs(dataset, arch)
     return outputs

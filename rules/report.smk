@@ -51,6 +51,12 @@ rule table_b1:
             category="Figure 5",
         ),
         fig5_pdf=f"{RESULTS}/figures/fig5_min_vs_saddle.pdf",
+        trends_png=report(
+            f"{RESULTS}/figures/trends.png",
+            caption="../report/trends.rst",
+            category="Figure 5",
+        ),
+        trends_pdf=f"{RESULTS}/figures/trends.pdf",
     log:
         f"{RESULTS}/logs/table_b1.log",
     conda:

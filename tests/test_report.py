@@ -282,3 +282,21 @@ def test_path_cycles_none_recorded(tmp_path):
     rec = [{"cycle": 1, "t": np.arange(3.0), "loss": np.ones(3), "pivot_loss": np.ones(3)}]
     with pytest.raises(ConfigError, match="none of the cycles"):
         path_figures.plot_path_cycles(rec, [5], tmp_path / "x.png", tmp_path / "x.pdf", "x")
+
+
+def test_the_trends_figure_finds_width_and_depth_series():
+    """Rows of one family at several widths (and, at one width, several depths) become the
+    panels of the trends figure; a single width or a user's network makes none."""
+    from nobarriers.report.summary_figures import _series
+
+    def row(arch, ds="fashion-mnist"):
+        return {"dataset": ds, "architecture": arch, "train_min": 0.1, "train_sadd": 0.12,
+                "barrier_mean": 0.01, "line_barrier_mean": 0.5}  # fmt: skip
+
+    rows = [row("mlp-4"), row("mlp-16"), row("mlp-64"), row("cnn-16", "fashion-5k"),
+            row("cnn-16x2", "fashion-5k"), row("cnn-4", "fashion-5k"), row("tiny_net")]  # fmt: skip
+    series = {(title, axis): [x for x, _ in points] for title, axis, points in _series(rows)}
+    assert series[("F-MNIST MLP at depth 1", "width")] == [4, 16, 64]
+    assert series[("fashion-5k CNN at depth 1", "width")] == [4, 16]
+    assert series[("fashion-5k CNN at width 16", "depth")] == [1, 2]
+    assert len(series) == 3  # no series from the user's network or single points

@@ -243,7 +243,7 @@ def test_ensembles_along_the_mst_paths(chain, tmp_path):
 
 def test_table_b1_and_figures(chain, tmp_path):
     root = chain["root"]
-    names = ("csv", "md", "tex", "pairs", "fig5_png", "fig5_pdf")
+    names = ("csv", "md", "tex", "pairs", "fig5_png", "fig5_pdf", "trends_png", "trends_pdf")
     out = {k: tmp_path / f"t.{k}" for k in names}
     expected = {"digits/mlp-4": chain["table_row"].config_hash}
     report.table_b1_job([root / "table_row.json"], [root / "pairs.csv"], **out,
@@ -258,8 +258,11 @@ def test_table_b1_and_figures(chain, tmp_path):
                            **figures)  # fmt: skip
     evaluation.slice_job(chain["eval_settings"], root / "landscape.json", root / "mst_paths.json",
                      tmp_path / "s.png", tmp_path / "s.pdf", 3, 0.25, chain["runtime"])  # fmt: skip
-    for path in [*figures.values(), out["fig5_png"], tmp_path / "s.png"]:
+    for path in [*figures.values(), out["fig5_png"], out["trends_png"], tmp_path / "s.png"]:
         assert path.stat().st_size > 1000, path
+    # the barriers of the trends figure: the paths' and the straight lines' above the minima
+    row = chain["table_row"]
+    assert 0 <= row.barrier_mean <= row.line_barrier_mean
 
 
 def test_results_of_another_configuration_are_refused(chain, tmp_path):
@@ -272,7 +275,8 @@ def test_results_of_another_configuration_are_refused(chain, tmp_path):
     with pytest.raises(NoBarriersError, match="must not mix"):
         report.table_b1_job([chain["root"] / "table_row.json"], [chain["root"] / "pairs.csv"],
                             *(tmp_path / f"x{k}" for k in range(6)),
-                            expected_hashes={"digits/mlp-4": "000000000000"})  # fmt: skip
+                            expected_hashes={"digits/mlp-4": "000000000000"},
+                            trends_png=tmp_path / "t.png", trends_pdf=tmp_path / "t.pdf")  # fmt: skip
     assert math.isfinite(chain["table_row"].factor)
 
 

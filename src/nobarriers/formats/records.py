@@ -326,6 +326,10 @@ class TableRow(_Record):
     # the curves' maximum training loss along the MST edges, mean (curves.families; CSV only)
     bezier_sadd: float | None = None
     polychain_sadd: float | None = None
+    # the barrier above the higher endpoint, mean over the MST edges, along the densely evaluated
+    # paths and along the straight lines between the same minima (CSV only; the trends figure)
+    barrier_mean: float | None = None
+    line_barrier_mean: float | None = None
 
 
 #: the columns of Table B.1, in the table's order

@@ -28,7 +28,6 @@ STYLE = {
 }
 TRAIN_COLOR = "tab:orange"  # paper Figure 5: train orange, test blue
 TEST_COLOR = "tab:blue"
-DEFAULT_NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "digits": 10}
 
 
 def source_note(config_hash: str | None = None, extra: str | None = None) -> str:

@@ -8,15 +8,14 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from .. import datasets as datasets_catalogue
+from .. import models
 from ..core.errors import ConfigError
 from .labels import arch_family, arch_label, dataset_label
 from .learning_curves import field_of, lr_decay_epochs, mean_learning_curve
 from .style import TEST_COLOR, TRAIN_COLOR, save_figure, source_note
 from .style import new_figure as _figure
 from .style import styled as _styled
-
-DEFAULT_NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "digits": 10}
-
 
 # --------------------------------------------------------------------------- Figure 5
 
@@ -37,11 +36,12 @@ def plot_min_vs_saddle(
     ``rows``: Table B.1 rows (``dataset``, ``architecture``, ``train_min``, ``train_sadd``,
     ``test_min``, ``test_sadd``; the ``*_std`` columns, if present, give error bars). The untrained
     reference ``ln(num_classes)`` is drawn per dataset (``num_classes``: dataset -> classes;
-    defaults for cifar10 / cifar100 / digits).
+    defaults: the built-in datasets').
     """
     if not rows:
         raise ConfigError(f"{png}: no table rows to plot")
-    classes = {**DEFAULT_NUM_CLASSES, **(num_classes or {})}
+    classes = {n: s.num_classes for n, s in datasets_catalogue.builtin().items()}
+    classes.update(num_classes or {})
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     widths = [len([r for r in rows if r["dataset"] == d]) for d in datasets]
     fig = _figure(max(5.0, 0.55 * sum(widths) + 2.2 * len(datasets)), 4.6)
@@ -180,3 +180,69 @@ def plot_minima_levels(
     ax.legend(loc="upper right")
     ax.set_title(f"{title}: imported minima, no learning curves", fontsize=11)
     return save_figure(fig, png, pdf, source_note(config_hash))
+
+
+def _series(rows: Sequence[Mapping]) -> list[tuple[str, str, list[tuple[float, Mapping]]]]:
+    """Width and depth series of the rows: ``(title, axis, [(x, row), ...])`` for every family
+    of every dataset with at least two rows that differ in one of the two (built-in models)."""
+    out = []
+    for ds in dict.fromkeys(r["dataset"] for r in rows):
+        described = []
+        for r in rows:
+            if r["dataset"] != ds:
+                continue
+            try:
+                described.append((models.describe(r["architecture"]), r))
+            except ConfigError:  # a user's network: no width or depth to read off its name
+                continue
+        for axis, fixed in (("width", "depth"), ("depth", "width")):
+            groups: dict = {}
+            for info, r in described:
+                if axis in info and fixed in info:
+                    groups.setdefault((info["family"], info[fixed]), []).append((info[axis], r))
+                elif axis == "depth" and "width" not in info and "depth" in info:
+                    groups.setdefault((info["family"], None), []).append((info["depth"], r))
+            for (family, value), points in groups.items():
+                if len({x for x, _ in points}) >= 2:
+                    at = "" if value is None else f" at {fixed} {value}"
+                    title = f"{dataset_label(ds)} {family.upper()}{at}"
+                    out.append((title, axis, sorted(points, key=lambda p: p[0])))
+    return out
+
+
+def plot_trends(rows: Sequence[Mapping], png, pdf, config_hash: str | None = None):
+    """The paper's trend at a glance: for every width (and depth) series of a family, the
+    minima's training loss (Min), the saddles' (Sadd), the barrier of the paths above their
+    higher endpoint and the straight line's, against width or depth. Rows without a series
+    (a single width) leave an empty note instead of a panel."""
+    series = _series(rows)
+    fig = _figure(max(5.0, 4.4 * max(len(series), 1)), 4.4)
+    if not series:
+        ax = fig.subplots()
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no width or depth series among the rows", ha="center", va="center")
+        return save_figure(fig, png, pdf, source_note(config_hash))
+    axes = fig.subplots(1, len(series), squeeze=False)[0]
+    curves = [
+        ("train_min", "Min (train loss)", "s", TRAIN_COLOR, "-"),
+        ("train_sadd", "Sadd (train loss)", "o", TRAIN_COLOR, "--"),
+        ("barrier_mean", "path barrier above higher minimum", "^", "tab:green", "-"),
+        ("line_barrier_mean", "straight-line barrier", "v", "tab:red", ":"),
+    ]
+    for ax, (title, axis, points) in zip(axes, series, strict=True):
+        xs = [x for x, _ in points]
+        for key, label, marker, color, style in curves:
+            ys = [r.get(key) for _, r in points]
+            if any(y is None for y in ys):
+                continue
+            ys = [max(float(y), 1e-5) for y in ys]  # a zero barrier sits at the axis' floor
+            ax.plot(xs, ys, marker=marker, color=color, ls=style, label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.set_yscale("log")
+        ax.set_xlabel(axis)
+        ax.set_ylabel("training loss (nats)")
+        ax.grid(alpha=0.3, which="both")
+        ax.set_title(title, fontsize=11)
+    axes[0].legend(loc="best", fontsize=8)
+    return save_figure(fig, png, pdf, source_note(config_hash, "barriers floored at 1e-5"))

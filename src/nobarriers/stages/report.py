@@ -110,6 +110,19 @@ def table_row_job(
         measured = [e for e in ensembles.test_error if e is not None]
         if measured:
             table_row = dataclasses.replace(table_row, ensemble_independent_test_error=measured[-1])
+    loss = {m.seed: m.metrics["train_loss"] for m in minima}
+    higher = {(a, b): max(loss[a], loss[b]) for a, b, _ in landscape.mst}
+    table_row = dataclasses.replace(
+        table_row,
+        barrier_mean=float(
+            np.mean([max(evaluations[p].saddles["train_loss"] - h, 0.0) for p, h in higher.items()])
+        ),  # fmt: skip
+        line_barrier_mean=float(
+            np.mean(
+                [max(evaluations[p].line_saddles["train_loss"] - h, 0.0) for p, h in higher.items()]
+            )
+        ),  # fmt: skip
+    )
     at_saddle = {pair: test_at_train_max(rec.dense) for pair, rec in evaluations.items()}
     hessian = {
         pair: hessian_columns(rec) for pair, rec in evaluations.items() if "hessian" in rec.attrs
@@ -278,7 +291,17 @@ def alignment_figure_job(row: dict, mst_json, png, pdf) -> None:
 
 
 def table_b1_job(
-    row_jsons, pairs_csvs, csv, md, tex, pairs, fig5_png, fig5_pdf, expected_hashes: dict
+    row_jsons,
+    pairs_csvs,
+    csv,
+    md,
+    tex,
+    pairs,
+    fig5_png,
+    fig5_pdf,
+    expected_hashes: dict,
+    trends_png,
+    trends_pdf,
 ) -> None:
     """Table B.1 (CSV, Markdown, LaTeX), all pair details, and Figure 5.
     ``expected_hashes``: ``"dataset/arch"`` -> the row's report config hash."""
@@ -287,6 +310,7 @@ def table_b1_job(
     write_table_b1(rows, csv, md, tex, expected)
     write_pair_details([d for p in pairs_csvs for d in read_pair_details(p)], pairs)
     summary_figures.plot_min_vs_saddle(records(rows), fig5_png, fig5_pdf)
+    summary_figures.plot_trends(records(rows), trends_png, trends_pdf)
 
 
 def row_figures_job(
