@@ -183,3 +183,27 @@ def test_table_prints_the_rows_of_a_results_folder(tmp_path, capsys):
     assert main(["table", "--format", "csv", str(tmp_path / "results")]) == 0
     csv_lines = capsys.readouterr().out.splitlines()
     assert csv_lines[0].split(",") == TABLE_B1_COLUMNS and csv_lines[1].startswith("digits,mlp-4")
+
+
+def test_version_and_help_say_what_each_command_and_argument_is(capsys):
+    """``--version`` prints the package version; every subcommand's help has an example and a
+    help text for each argument, and none shows raw reST markup."""
+    import argparse
+
+    from nobarriers import __version__
+    from nobarriers.cli import build_parser
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"nobarriers {__version__}"
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(commands.choices) == {"connect", "import", "inspect", "plan", "table"}
+    for name, sub in commands.choices.items():
+        text = sub.format_help()
+        assert f"nobarriers {name} " in text.split("example", 1)[1], name  # an example line
+        assert "``" not in text and ":func:" not in text, name
+        for action in sub._actions:
+            assert action.help, f"{name} {action.dest}: no help text"
+    assert "``" not in parser.format_help()

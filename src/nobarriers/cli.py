@@ -24,6 +24,7 @@ import yaml
 
 from .core.errors import ConfigError, FileFormatError, NoBarriersError
 from .core.progress import setup_logging
+from .core.version import VERSION
 
 
 def _read_config(path) -> dict:
@@ -476,22 +477,63 @@ def _table(args) -> int:
     return 0
 
 
+EXAMPLES = {
+    "connect": """example:
+  nobarriers connect results/digits/mlp-4/minima/0.safetensors \\
+      results/digits/mlp-4/minima/1.safetensors --out 0-1.h5 --config config/config.yaml
+Run the same command again after an interruption: it resumes after the last finished cycle.""",
+    "import": """example:
+  nobarriers import runs/seed*.pt --dataset my_data --arch my_net \\
+      --out-dir results/my_data/my_net/minima --config my.yaml
+Each file is loaded with weights_only=True and checked against the network; its BN
+statistics are recomputed on the row's training data and its metrics measured as a
+trained minimum's are.""",
+    "inspect": """examples:
+  nobarriers inspect results/digits/mlp-4/minima/0.safetensors
+  nobarriers inspect --json results/digits/mlp-4/paths/0-1.h5
+  nobarriers inspect --hessian --config config/config.yaml results/digits/mlp-4/paths/0-1.h5
+Every checksum a file carries is verified; a corrupt or foreign file is refused by name.""",
+    "plan": """example:
+  nobarriers plan --configfile config/paper.yaml --gpus 8 --tflops 15
+The FLOPs are counted per network; the throughput is assumed unless --tflops gives a
+measured one, so treat GPU hours as an estimate (docs/cluster.md).""",
+    "table": """examples:
+  nobarriers table results
+  nobarriers table results --format tex > table_b1.tex""",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nobarriers", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("connect", help="AutoNEB between two stored minima (resumable)")
+    parser = argparse.ArgumentParser(
+        prog="nobarriers",
+        description="Minimum energy paths between neural-network minima (Draxler et al., "
+        "ICML 2018) for one-off use beside the Snakemake workflow.",
+        epilog="Bad input ends with one line naming the file or key and exit status 2. "
+        "Run 'nobarriers COMMAND --help' for a command's options and an example.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, summary):
+        return sub.add_parser(
+            name, help=summary, description=summary + ".", epilog=EXAMPLES[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
+
+    c = command("connect", "AutoNEB between two stored minima, resumable")
     c.add_argument("a", help="first minimum (.safetensors, written by the workflow)")
     c.add_argument("b", help="second minimum, same dataset, architecture and recipe")
-    c.add_argument("--out", required=True, help="path file to write (HDF5)")
+    c.add_argument("--out", required=True, help="path file to write (HDF5); its resume state "
+                   "is kept beside it as <out>.state.pt until the path is finished")  # fmt: skip
     c.add_argument("--config", help="a workflow config (YAML) whose autoneb/mst settings to use "
                    "(its row for these minima, if any); default: the paper's")  # fmt: skip
     c.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the config's")
     c.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     c.add_argument("--data-dir", help="where the datasets are (default: the config's data_dir)")
-    m = sub.add_parser("import", help="minima trained elsewhere as minimum files of a row")
-    m.add_argument("files", nargs="+", help="state dicts: .safetensors, or torch.save files "
-                   "(read with weights_only=True); minimum k (sorted by name) gets seed "
-                   "seed_base + k")  # fmt: skip
+    m = command("import", "Minima trained elsewhere as minimum files of a row")
+    m.add_argument("files", nargs="+", metavar="FILE", help="state dicts: .safetensors, or "
+                   "torch.save files (read with weights_only=True); minimum k (sorted by name) "
+                   "gets seed seed_base + k")  # fmt: skip
     m.add_argument("--dataset", required=True, help="the row's dataset (built in, or defined in "
                    "--config)")  # fmt: skip
     m.add_argument("--arch", required=True, help="the row's network (built in, or defined in "
@@ -503,8 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the config's")
     m.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     m.add_argument("--data-dir", help="where the datasets are (default: the config's data_dir)")
-    i = sub.add_parser("inspect", help="what a minimum, path or evaluation file holds")
-    i.add_argument("files", nargs="+")
+    i = command("inspect", "What a minimum, path or evaluation file holds")
+    i.add_argument("files", nargs="+", metavar="FILE", help="minimum (.safetensors), path (.h5) "
+                   "or evaluation (.json) files")  # fmt: skip
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.add_argument("--hessian", action="store_true", help="path files: the lowest and largest "
                    "eigenvalues of the training-loss Hessian at the highest point (climbing "
@@ -520,7 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--device", choices=["auto", "cpu", "cuda"], help="--hessian: default: the "
                    "config's")  # fmt: skip
     i.add_argument("--threads", type=int, default=None, help="--hessian: torch CPU threads")
-    p = sub.add_parser("plan", help="what a configuration will cost, before it is submitted")
+    p = command("plan", "What a configuration will cost, before it is submitted")
     p.add_argument("--configfile", required=True, help="the workflow config (YAML) to plan; it is "
                    "validated exactly as the workflow validates it")  # fmt: skip
     p.add_argument("--gpus", type=int, default=1, help="concurrent GPUs for the wall time")
@@ -528,9 +571,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "GPU on these networks, measured (default: an assumed value)")  # fmt: skip
     p.add_argument("--pivots", type=int, default=7, help="interior pivots a path carries on "
                    "average (assumed; the paper's schedule grows them from 3)")  # fmt: skip
-    t = sub.add_parser("table", help="Table B.1 of a results folder")
-    t.add_argument("results_dir")
-    t.add_argument("--format", choices=["md", "csv", "tex"], default="md")
+    t = command("table", "Table B.1 of a results folder")
+    t.add_argument("results_dir", metavar="RESULTS_DIR", help="a workflow's results_dir (it "
+                   "holds report/table_b1.csv once the workflow has finished)")  # fmt: skip
+    t.add_argument("--format", choices=["md", "csv", "tex"], default="md", help="Markdown "
+                   "(default), CSV or LaTeX")  # fmt: skip
     return parser
 
 
