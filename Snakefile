@@ -28,9 +28,9 @@ check_cluster()
 
 
 onstart:
-    if (
-        workflow.is_main_process
-    ):  # one run per results directory, see nobarriers.core.results_lock
+    if workflow.is_main_process:
+        check_slurm_arrays()  # job arrays only where the SLURM plugin submits them right
+        # one run per results directory, see nobarriers.core.results_lock
         hold_results_lock(RESULTS, adopt=config["results_dir_adopt"])
 
 

@@ -9,6 +9,8 @@ from snakemake.logging import logger
 
 from nobarriers.settings.config import (
     WorkflowConfig,
+    array_rules,
+    check_array_jobs,
     check_cluster_settings,
     stage_hash,
     stage_settings,
@@ -122,18 +124,32 @@ def dataset_settings(wildcards):
     }
 
 
+def arrays(rule):
+    """The rule's jobs go to SLURM as job arrays (--slurm-array-jobs; known once the run has
+    started: a dry run shows each row's own resources)."""
+    executor = getattr(workflow, "executor_settings", None)
+    return rule in array_rules(getattr(executor, "array_jobs", None))
+
+
 def job_runtime(rule):
-    """Minutes of an attempt of a heavy rule's job (resources.<rule>, per family and row; the
-    retry growth and resources.max_runtime applied)."""
-    return lambda wildcards, attempt: SETTINGS.runtime_minutes(
-        wildcards.dataset, wildcards.arch, rule, attempt
-    )
+    """Minutes of an attempt of a heavy rule's job (resources.<section>, family, row; retry
+    growth and resources.max_runtime applied; under job arrays the most of the rows)."""
+    return lambda wildcards, attempt: job_limits(rule, wildcards, attempt)["runtime"]
 
 
 def job_memory(rule):
-    return lambda wildcards: SETTINGS.job_resources(
-        wildcards.dataset, wildcards.arch, rule
-    )["mem_mb"]
+    return lambda wildcards: job_limits(rule, wildcards, 1)["mem_mb"]
+
+
+def job_limits(name, wildcards, attempt):
+    return SETTINGS.rule_limits(name, *job_row(wildcards), attempt, arrays(name))
+
+
+def job_row(wildcards):
+    """(dataset, arch) of a heavy job: its wildcards, or its `row` wildcard (import_minimum)."""
+    if "row" in wildcards.keys():
+        return row_of(wildcards)
+    return wildcards.dataset, wildcards.arch
 
 
 def device_resources():
@@ -168,6 +184,19 @@ def check_cluster():
         measured = longest_cycle(cycles)
         if measured is not None:
             SETTINGS.check_runtime_fits(dataset, arch, *measured)
+
+
+def check_slurm_arrays():
+    """At the start of a run (onstart, after the DAG is built): SLURM job arrays
+    (--slurm-array-jobs) only with the settings under which the SLURM plugin submits them right
+    (check_array_jobs). Other executors have no such setting."""
+    executor = getattr(workflow, "executor_settings", None)
+    rate = workflow.scheduling_settings.max_jobs_per_timespan
+    said = check_array_jobs(
+        SETTINGS, getattr(executor, "array_jobs", None), workflow.nodes, rate
+    )
+    for line in said:
+        logger.warning(line)
 
 
 def row_dir(dataset, arch):

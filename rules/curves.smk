@@ -17,8 +17,8 @@ rule curve:
     threads: config["threads"]["autoneb"]
     resources:
         **device_resources(),
-        runtime=job_runtime("autoneb_path"),
-        mem_mb=job_memory("autoneb_path"),
+        runtime=job_runtime("curve"),
+        mem_mb=job_memory("curve"),
     params:
         row=row_settings("curves"),
         # kept when the job dies (not an output): a rerun resumes after the last epoch

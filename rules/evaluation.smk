@@ -104,8 +104,8 @@ rule independent_ensembles:
     threads: config["threads"]["evaluate"]
     resources:
         **device_resources(),
-        runtime=job_runtime("evaluate_path"),
-        mem_mb=job_memory("evaluate_path"),
+        runtime=job_runtime("independent_ensembles"),
+        mem_mb=job_memory("independent_ensembles"),
     params:
         row=row_settings("evaluation"),
     script:

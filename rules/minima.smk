@@ -42,12 +42,8 @@ rule import_minimum:
     threads: config["threads"]["evaluate"]
     resources:
         **device_resources(),
-        runtime=lambda wildcards: SETTINGS.job_resources(
-            *row_of(wildcards), "evaluate_path"
-        )["runtime"],
-        mem_mb=lambda wildcards: SETTINGS.job_resources(
-            *row_of(wildcards), "train_minimum"
-        )["mem_mb"],
+        runtime=job_runtime("import_minimum"),
+        mem_mb=job_memory("import_minimum"),
     params:
         row=lambda wildcards: stage_settings(SETTINGS.row(*row_of(wildcards)), "minima"),
     script:

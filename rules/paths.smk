@@ -44,8 +44,8 @@ rule aligned_path:
     threads: config["threads"]["autoneb"]
     resources:
         **device_resources(),
-        runtime=job_runtime("autoneb_path"),
-        mem_mb=job_memory("autoneb_path"),
+        runtime=job_runtime("aligned_path"),
+        mem_mb=job_memory("aligned_path"),
     params:
         row=row_settings("aligned"),
         state=f"{RESULTS}/{{dataset}}/{{arch}}/aligned/{{a}}-{{b}}.state.pt",
@@ -72,8 +72,8 @@ rule repeat_path:
     threads: config["threads"]["autoneb"]
     resources:
         **device_resources(),
-        runtime=job_runtime("autoneb_path"),
-        mem_mb=job_memory("autoneb_path"),
+        runtime=job_runtime("repeat_path"),
+        mem_mb=job_memory("repeat_path"),
     params:
         row=row_settings("paths"),
         state=f"{RESULTS}/{{dataset}}/{{arch}}/repeats/{{a}}-{{b}}/{{repeat}}.state.pt",

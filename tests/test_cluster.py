@@ -18,11 +18,18 @@ import pytest
 import torch
 import yaml
 from snakemake_executor_plugin_slurm.utils import set_gres_string
-from test_workflow import TINY, snakemake
+from workflow_runs import TINY, job_blocks, snakemake
 
 from nobarriers.core.errors import ConfigError, DeviceError
 from nobarriers.formats.pathfile import read_path
-from nobarriers.settings.config import WorkflowConfig
+from nobarriers.settings.config import (
+    ARRAY_ISSUE,
+    HEAVY_RULES,
+    WorkflowConfig,
+    array_rules,
+    check_array_jobs,
+    jobs_bound,
+)
 from nobarriers.stages.common import longest_cycle
 from nobarriers.stages.compute import JobRuntime, requested_gpus
 
@@ -91,9 +98,7 @@ def planned_resources(tmp_path, *config) -> dict[str, str]:
     """The resources a dry run of the tiny config plans for a train_minimum job."""
     proc = snakemake("-n", "--cores", "1", "--configfile", str(TINY), "--config",
                      f"results_dir={tmp_path / 'results'}", *config)  # fmt: skip
-    block = proc.stdout.split("rule train_minimum:", 1)[1]
-    line = re.search(r"^\s+resources: (.*)$", block, re.M).group(1)
-    return dict(kv.split("=", 1) for kv in line.split(", "))
+    return next(j for j in job_blocks(proc.stdout) if j["rule"] == "train_minimum")["resources"]
 
 
 @pytest.mark.parametrize(
@@ -146,6 +151,64 @@ def test_an_unknown_executor_setting_in_a_profile_names_the_key(tmp_path):
     proc = snakemake("-n", "--profile", str(profile), "--configfile", str(TINY), check=False)
     assert proc.returncode != 0
     assert "unrecognized arguments: --slurm-qoss" in proc.stderr, proc.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ SLURM job arrays
+def test_the_profile_submits_every_heavy_rule_as_job_arrays_without_cutting_a_wave():
+    """profiles/slurm: job arrays for all rules, and neither --jobs nor the rate limit below the
+    most jobs the paper configuration can have at once (the plugin would drop a cut wave)."""
+    from snakemake.cli import parse_jobs
+    from snakemake.settings.types import MaxJobsPerTimespan
+
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    assert array_rules(profile["slurm-array-jobs"]) == list(HEAVY_RULES)
+    paper = WorkflowConfig.load(ROOT / "config" / "paper.yaml")
+    jobs = parse_jobs(str(profile["jobs"]))
+    rate = MaxJobsPerTimespan.parse_choice(profile["max-jobs-per-timespan"])
+    assert jobs == sys.maxsize and rate.max_jobs >= jobs_bound(paper) > 280
+    said = check_array_jobs(paper, profile["slurm-array-jobs"], jobs, rate)
+    # the paper's families ask for different times: each array job asks for the most
+    assert len(said) == 4 and "every train_minimum job asks for 1380 min" in said[0], said
+
+
+@pytest.mark.parametrize(
+    "jobs, rate, expected",
+    [(100, None, "with --jobs 100"), (None, 100, "with --max-jobs-per-timespan 100/")],
+)
+def test_array_jobs_with_a_limit_that_cuts_a_wave_are_refused(jobs, rate, expected):
+    paper = WorkflowConfig.load(ROOT / "config" / "paper.yaml")
+    with pytest.raises(ConfigError, match="slurm-array-jobs .train_minimum, autoneb_path.") as e:
+        check_array_jobs(paper, "train_minimum;autoneb_path", jobs, rate)
+    assert expected in str(e.value) and ARRAY_ISSUE in str(e.value)
+    check_array_jobs(paper, "none", jobs, rate)  # without arrays any limit is fine
+    check_array_jobs(paper, None, jobs, rate)
+
+
+def test_under_job_arrays_every_job_of_a_rule_asks_for_the_most_of_the_rows():
+    config = WorkflowConfig({
+        "resources": {"families": {"densenet": {"autoneb_path": {"runtime": 1000,
+                                                                 "mem_mb": 64000}}}},
+        "rows": [{"dataset": "cifar10", "arch": "densenet-40-12"},
+                 {"dataset": "cifar10", "arch": "cnn-12",
+                  "resources": {"train_minimum": {"runtime": 30}}}],
+        "alignment": "weight_matching", "comparisons": {"autoneb_repeats": 2},
+        "curves": {"families": ["bezier"]},
+    })  # fmt: skip
+    own = config.rule_limits("aligned_path", "cifar10", "cnn-12")
+    assert own == {"runtime": 480, "mem_mb": 16000}
+    shared = {"runtime": 1000, "mem_mb": 64000}
+    for rule in ("autoneb_path", "aligned_path", "repeat_path", "curve"):
+        assert config.rule_limits(rule, "cifar10", "cnn-12", arrays=True) == shared, rule
+    assert config.rule_limits("train_minimum", "cifar10", "cnn-12", arrays=True)["runtime"] == 240
+    assert config.rule_limits("evaluate_path", "cifar10", "cnn-12", arrays=True) == own | {
+        "runtime": 120
+    }
+    said = check_array_jobs(config, "all", None, None)
+    assert [line.split(" job asks")[0] for line in said] == [
+        f"nobarriers: slurm-array-jobs: every {r}" for r in
+        ("train_minimum", "autoneb_path", "aligned_path", "repeat_path", "curve")
+    ]  # fmt: skip
+    assert "cifar10/cnn-12 alone would ask for 30 min" in said[0]
 
 
 # ------------------------------------------------------------------ runtimes

@@ -193,7 +193,7 @@ def test_every_float_spelling_is_a_number_and_non_numbers_are_refused(tmp_path):
         with pytest.raises(ConfigError, match=re.escape(key)):
             WorkflowConfig.load(path).row("digits", "mlp-4")
     # the same through Snakemake's --config (parsed as YAML, too)
-    from test_workflow import TINY, snakemake
+    from workflow_runs import TINY, snakemake
 
     proc = snakemake("-n", "--cores", "1", "--configfile", str(TINY), "--config",
                      f"results_dir={tmp_path / 'results'}", "recipes={digits: {lr: 1e-2}}",

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from workflow_runs import snakemake
 
 from nobarriers.core.errors import FileFormatError, NoBarriersError
 from nobarriers.datasets import load_dataset
@@ -23,7 +24,6 @@ from nobarriers.settings.config import WorkflowConfig, stage_hash
 from nobarriers.stages.checks import check_user_models
 
 ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 #: the README's "Your own network and data": a package, a data script, a config
 EXAMPLE = ROOT / "examples" / "own_network"
 
@@ -324,17 +324,6 @@ def test_imported_rows_need_two_files(lab):
 # ---- the workflow, end to end ----------------------------------------------------------------
 
 
-def snakemake(cwd, *args, check=True):
-    proc = subprocess.run(
-        [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "-d", str(cwd), *args],
-        capture_output=True, text=True, timeout=1200, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)}:\n{proc.stdout[-3000:]}\n"
-                             f"{proc.stderr[-5000:]}")  # fmt: skip
-    return proc
-
-
 def nobarriers(cwd, *args, check=True):
     cli = str(Path(sys.executable).parent / "nobarriers")
     proc = subprocess.run([cli, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
@@ -390,12 +379,12 @@ def test_own_network_data_and_minima_through_the_whole_workflow(tmp_path):
     assert path["endpoints"] == [0, 2] and path["arch"] == "tiny_net"
     # nothing changed: nothing to do; a changed data file reruns everything that read it
     args = ("-n", "--cores", "1", "--configfile", "my.yaml")
-    assert "Nothing to be done" in snakemake(lab, *args).stdout
+    assert "Nothing to be done" in snakemake(*args, workdir=lab).stdout
     with np.load(lab / "blobs.npz") as f:
         arrays = {k: f[k] for k in f.files}
     arrays["x_test"] = arrays["x_test"] + 0.5
     np.savez(lab / "blobs.npz", **arrays)
-    planned = snakemake(lab, *args).stdout
+    planned = snakemake(*args, workdir=lab).stdout
     assert "prepare_dataset" in planned and "train_minimum" in planned
     assert "import_minimum" in planned
 

@@ -1,18 +1,26 @@
-"""The workflow on a live single-node SLURM, through the profile users run.
+"""The workflow on a live single-node SLURM, through the profile users run: what only SLURM
+shows.
 
 Starts munged, MariaDB, slurmdbd, slurmctld and slurmd on this machine (tests/slurm/cluster.py;
 installs the Debian packages when missing, which needs root and apt-get) and runs
 ``snakemake --profile profiles/slurm`` as docs/cluster.md says, with the few CI overrides of
 profiles/ci-slurm/config.yaml given as command-line flags. Checks:
 
-* a job that fails is reported as failed (scratch workflow tests/slurm/scratch.smk);
 * bad profiles -- a forbidden ``slurm_extra`` option, an unknown account, an unknown
-  partition -- fail with a message that names the problem;
-* a run whose main snakemake is SIGKILLed mid-way finishes after ``--unlock`` +
-  ``--rerun-incomplete`` without recomputing what had finished (scratch workflow, and the real
-  workflow on tests/configs/tiny.yaml), every rule's jobs ran as SLURM jobs (their ids in the
-  log and in ``sacct`` under the run's name, GPU rules with a GPU allocated), and the real
-  workflow's table and figures exist.
+  partition -- fail with a message that names the problem, nothing submitted (scratch
+  workflow tests/slurm/scratch.smk); job arrays with a ``--jobs`` limit are refused at start;
+* a GPU job that sees no GPU fails at once with the reason in its log, and SLURM's FAILED
+  state reaches Snakemake's report and ``sacct``;
+* the real workflow (tests/configs/tiny.yaml without the comparisons) with the profile's job
+  arrays, a QoS and a gres-only GPU request: the trainings and a round's paths go to SLURM as
+  arrays (``sacct``: ``<id>_<task>``); every heavy rule's jobs ran as SLURM jobs with the QoS
+  and one GPU as gres (``scontrol``), every other rule inside Snakemake; the main Snakemake,
+  SIGKILLed while the round's path jobs are queued or running, leaves them running; restarted
+  with the same command (after ``--unlock``), it resubmits nothing they finished and completes,
+  writing the plugin's efficiency report.
+
+What a local run shows as well (the table, the figures, what reruns after a change, deleted and
+damaged files) is tested locally in test_workflow.py.
 
 Skipped, with the reason printed, when SLURM cannot be provided (not root, no apt-get, ...);
 ``NOBARRIERS_REQUIRE_SLURM=1`` turns that skip into a failure (for CI machines that must run
@@ -21,6 +29,7 @@ it). ``NOBARRIERS_SLURM_INSTALL=0`` forbids installing packages.
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import os
 import re
@@ -33,6 +42,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from workflow_runs import job_blocks
 
 from nobarriers.settings.config import HEAVY_RULES
 
@@ -47,6 +57,8 @@ SCRATCH = REPO / "tests" / "slurm" / "scratch.smk"
 # --- the real workflow: adjust here if targets move -----------------------------------------
 REAL_SNAKEFILE = REPO / "Snakefile"
 TINY_CONFIG = "tests/configs/tiny.yaml"
+#: the comparisons add many jobs of rules that go to SLURM like any other: the local tests run them
+WITHOUT_COMPARISONS = ["comparisons={sample_pairs: 0, autoneb_repeats: 1}", "curves={families: []}"]
 FINAL_TABLE = "results/table_b1.csv"
 FIGURES_DIR = "results/figures"
 MINIMA_GLOB = "results/**/minima/*.safetensors"
@@ -175,6 +187,22 @@ class SnakemakeRun:
             self.proc.wait()
         self.elapsed = time.monotonic() - self.t0
 
+    def queued(self) -> dict[str, str]:
+        """This run's jobs in the queue: ``{job id: state}`` (array tasks as <id>_<task>)."""
+        uuid = self.run_uuid
+        if not uuid:
+            return {}
+        r = self.cluster.run("squeue", "-h", "-r", "--name", uuid, "-o", "%i %T", check=False)
+        return dict(line.split() for line in r.stdout.splitlines() if line.strip())
+
+    def wait_until_dequeued(self, timeout: float = RUN_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while self.queued():
+            if time.monotonic() > deadline:
+                self.cancel_jobs()
+                pytest.fail(f"jobs of run {self.run_uuid} still queued after {timeout:.0f} s")
+            time.sleep(1)
+
     def cancel_jobs(self, timeout: float = 60) -> None:
         """scancel this run's SLURM jobs (by run name) and wait until they have left the queue."""
         uuid = self.run_uuid
@@ -182,12 +210,8 @@ class SnakemakeRun:
             return
         self.cluster.run("scancel", "--name", uuid, check=False)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            r = self.cluster.run("squeue", "-h", "--name", uuid, "-o", "%i", check=False)
-            if r.returncode == 0 and not r.stdout.strip():
-                return
+        while self.queued() and time.monotonic() < deadline:
             time.sleep(0.5)
-        raise AssertionError(f"jobs of run {uuid} still queued after scancel")
 
     def tail(self, n: int = 60) -> str:
         return "\n".join(self.text.splitlines()[-n:])
@@ -196,51 +220,22 @@ class SnakemakeRun:
         return parse_jobs(self.text)
 
 
-_BLOCK = re.compile(r"^(local)?rule (\S+):$")
-
-
 def parse_jobs(text: str) -> list[dict]:
-    """Jobs announced in a snakemake log: rule, local?, jobid, outputs, resources, slurm id,
-    finished?"""
-    jobs: dict[int, dict] = {}
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        m = _BLOCK.match(lines[i])
-        i += 1
-        if not m:
-            continue
-        job = {"rule": m.group(2), "local": bool(m.group(1)), "outputs": [], "resources": {},
-               "slurm_id": None, "finished": False}  # fmt: skip
-        while i < len(lines) and lines[i].startswith("    "):
-            key, _, val = lines[i].strip().partition(": ")
-            if key == "output":
-                job["outputs"] = [v.strip() for v in val.split(",") if v.strip()]
-            elif key == "jobid":
-                job["jobid"] = int(val)
-            elif key == "resources":
-                for kv in val.split(", "):
-                    k, _, v = kv.partition("=")
-                    job["resources"][k] = v
-            i += 1
-        if "jobid" in job:
-            jobs[job["jobid"]] = job
+    """The jobs of a snakemake log (tests/workflow_runs.job_blocks), each with its SLURM job id:
+    ``<id>`` when submitted alone, ``<id>_<task>`` as a task of a job array."""
+    jobs = {job["jobid"]: dict(job, slurm_id=None) for job in job_blocks(text)}
     for m in re.finditer(r"Job (\d+) has been submitted with SLURM jobid (\d+)", text):
         if int(m.group(1)) in jobs:
             jobs[int(m.group(1))]["slurm_id"] = m.group(2)
-    for m in re.finditer(r"Finished jobid: (\d+) \(Rule: (\S+)\)", text):
-        if int(m.group(1)) in jobs:
-            jobs[int(m.group(1))]["finished"] = True
+    arrays = (r"Submitted array job with Snakemake IDs ([\d,]+) and SLURM job ID (\d+)\. "
+              r"The individual task IDs are (\d+)-(\d+)\.")  # fmt: skip
+    for m in re.finditer(arrays, text):
+        ids, first = [int(i) for i in m.group(1).split(",")], int(m.group(3))
+        assert len(ids) == int(m.group(4)) - first + 1, m.group(0)
+        for task, jobid in enumerate(ids, start=first):
+            if jobid in jobs:
+                jobs[jobid]["slurm_id"] = f"{m.group(2)}_{task}"
     return list(jobs.values())
-
-
-def planned_outputs(cluster, xdg, workdir: Path, args: list[str]) -> set[str]:
-    """Outputs a dry run with --rerun-incomplete would (re)create."""
-    run = SnakemakeRun(cluster, xdg, workdir, [*args, "--dry-run", "--rerun-incomplete"],
-                       tag="dryrun")  # fmt: skip
-    rc = run.wait(timeout=120)
-    assert rc == 0, run.tail()
-    return {o for j in run.jobs() for o in j["outputs"]}
 
 
 def snapshot(workdir: Path, patterns: list[str]) -> dict[str, tuple[int, int]]:
@@ -264,14 +259,27 @@ def scontrol_job(cluster, job_id: str) -> dict[str, str]:
     return dict(kv.split("=", 1) for kv in out.split() if "=" in kv)
 
 
+def sacct(cluster, *selection: str) -> dict[str, dict]:
+    """``sacct -X`` of the selected jobs: ``{job id: {name, state, comment, tres}}``."""
+    r = cluster.run("sacct", "-X", "-n", "-P", "-a", "-S", "2000-01-01", *selection,
+                    "-o", "JobID,JobName%100,State,Comment%300,AllocTRES%200")  # fmt: skip
+    acct = {}
+    for line in r.stdout.splitlines():
+        jid, name, state, comment, tres = line.split("|")
+        acct[jid] = {"name": name, "state": state, "comment": comment, "tres": tres}
+    return acct
+
+
 def check_ran_on_slurm(cluster, runs: list[SnakemakeRun]) -> dict[str, list[dict]]:
     """Every non-local job announced in these runs got a SLURM id; sacct knows each id under the
-    run's name with the rule in its comment; jobs asking for a GPU got one. Returns rule->jobs."""
+    run's name with the rule in its comment; jobs asking for a GPU got one; every local job is
+    of a rule that is not heavy. Returns rule -> jobs."""
     by_rule: dict[str, list[dict]] = {}
     for run in runs:
         uuid = run.run_uuid
         for job in run.jobs():
             if job["local"]:
+                assert job["rule"] not in HEAVY_RULES, job
                 continue
             if run.proc.returncode != 0 and not job["slurm_id"]:
                 continue  # killed before submission
@@ -282,13 +290,9 @@ def check_ran_on_slurm(cluster, runs: list[SnakemakeRun]) -> dict[str, list[dict
             by_rule.setdefault(job["rule"], []).append(job)
     ids = [j["slurm_id"] for jobs in by_rule.values() for j in jobs]
     assert ids, "no SLURM jobs at all"
-    r = cluster.run("sacct", "-X", "-n", "-P", "-j", ",".join(ids),
-                    "-o", "JobID,JobName%100,State,Comment%300,AllocTRES%200")  # fmt: skip
-    acct = {}
-    for line in r.stdout.splitlines():
-        jid, name, state, comment, tres = line.split("|")
-        acct[jid] = {"name": name, "state": state, "comment": comment, "tres": tres}
+    acct = sacct(cluster, "-j", ",".join(ids))
     for rule, jobs in by_rule.items():
+        assert rule in HEAVY_RULES, f"{rule} ran as a SLURM job: {jobs}"
         for job in jobs:
             a = acct.get(job["slurm_id"])
             assert a, f"sacct does not know SLURM job {job['slurm_id']} (rule {rule})"
@@ -302,71 +306,12 @@ def check_ran_on_slurm(cluster, runs: list[SnakemakeRun]) -> dict[str, list[dict
     return by_rule
 
 
-def kill_and_resume(cluster, xdg, workdir: Path, args: list[str], kill_after: str,
-                    keep_patterns: list[str], timeout: float = RUN_TIMEOUT_S):  # fmt: skip
-    """Run; SIGKILL the main snakemake as soon as its log reports a finished job with an output
-    matching `kill_after`; cancel the orphaned jobs; --unlock; resume. Asserts that files
-    matching `keep_patterns` which had finished are not recomputed. Returns (run1, run2, kept)."""
-    first = SnakemakeRun(cluster, xdg, workdir, args, tag="killed")
-    deadline = time.monotonic() + timeout
-    while True:
-        done = [o for j in first.jobs() if j["finished"] for o in j["outputs"]
-                if Path(o).match(kill_after)]  # fmt: skip
-        if done:
-            first.kill()
-            break
-        if first.proc.poll() is not None:
-            pytest.fail(f"run ended (rc {first.proc.returncode}) before a job producing "
-                        f"{kill_after} finished:\n{first.tail()}")  # fmt: skip
-        if time.monotonic() > deadline:
-            first.kill()
-            first.cancel_jobs()
-            pytest.fail(f"no {kill_after} finished within {timeout:.0f} s:\n{first.tail()}")
-        time.sleep(0.3)
-    print(f"killed the main snakemake after {first.elapsed:.0f} s ({done[0]} finished)")
-    lock_dir = workdir / ".snakemake" / "locks"
-    assert any(lock_dir.iterdir()), "a SIGKILLed snakemake should leave its lock behind"
-    first.cancel_jobs()  # the documented clean-up: scancel --name <SLURM run ID>
-
-    unlock = SnakemakeRun(cluster, xdg, workdir, [*args, "--unlock"], tag="unlock")
-    assert unlock.wait(timeout=120) == 0, unlock.tail()
-    assert not lock_dir.exists() or not any(lock_dir.iterdir())
-
-    before = snapshot(workdir, keep_patterns)
-    redo = planned_outputs(cluster, xdg, workdir, args)
-    kept = {f: v for f, v in before.items() if f not in redo}
-    assert kept, f"nothing finished before the kill survived: {sorted(before)} vs {sorted(redo)}"
-
-    second = SnakemakeRun(cluster, xdg, workdir, [*args, "--rerun-incomplete"], tag="resumed")
-    rc = second.wait(timeout=timeout)
-    assert rc == 0, second.tail()
-    after = snapshot(workdir, keep_patterns)
-    for f, v in kept.items():
-        assert after.get(f) == v, f"{f} was recomputed or changed by the resumed run"
-    rerun_outputs = {o for j in second.jobs() for o in j["outputs"]}
-    assert not rerun_outputs & set(kept), rerun_outputs & set(kept)
-    return first, second, kept
-
-
 # ------------------------------------------------------------------------------- scratch tests
 @pytest.fixture()
 def scratch(tmp_path):
     shutil.copy(SCRATCH, tmp_path / "Snakefile")
     shutil.copytree(PROFILE_SRC, tmp_path / PROFILE)
     return tmp_path
-
-
-def test_failed_job_is_reported(cluster, xdg, scratch):
-    run = SnakemakeRun(cluster, xdg, scratch, ["failing"])
-    rc = run.wait(timeout=180)
-    out = run.text
-    assert rc != 0, out
-    assert "Error in rule failing" in out, out
-    assert "SLURM status is: 'FAILED'" in out, out
-    assert "deliberate failure for the test" in out, "the rule log should be shown"
-    (job,) = [j for j in run.jobs() if j["rule"] == "failing"]
-    acct = cluster.sacct_jobs(name=run.run_uuid)
-    assert [a["State"] for a in acct if a["JobID"] == job["slurm_id"]] == ["FAILED"], acct
 
 
 def _bad_profile(xdg: Path, name: str, **default_resources) -> str:
@@ -400,28 +345,6 @@ def test_bad_profile_names_the_problem(cluster, xdg, scratch, resources, expecte
     assert {a["JobID"] for a in cluster.sacct_jobs()} == before, "nothing may be submitted"
 
 
-def test_scratch_kill_and_resume(cluster, xdg, scratch):
-    """The same kill/resume check on the scratch workflow: runs only while the real workflow is
-    absent (the real one takes minutes; both together would break the 10-minute budget)."""
-    if (
-        REAL_SNAKEFILE.exists()
-        and (REPO / TINY_CONFIG).exists()
-        and not os.environ.get("NOBARRIERS_SLURM_SCRATCH_KILL")
-    ):
-        pytest.skip("covered by test_real_workflow_on_slurm_kill_resume "
-                    "(NOBARRIERS_SLURM_SCRATCH_KILL=1 runs it anyway)")  # fmt: skip
-    args = ["--config", "nap=5"]
-    first, second, kept = kill_and_resume(
-        cluster, xdg, scratch, args, kill_after="minima/*.txt",
-        keep_patterns=["results/minima/*.txt", "results/paths/*.txt"], timeout=240,
-    )  # fmt: skip
-    assert (scratch / "results/table.csv").exists()
-    by_rule = check_ran_on_slurm(cluster, [first, second])
-    assert {"train_minimum", "autoneb_path", "table"} <= set(by_rule), sorted(by_rule)
-    # the SLURM logs land where docs/cluster.md says
-    assert list((scratch / ".snakemake" / "slurm_logs").glob("rule_*/**/*.log"))
-
-
 # ------------------------------------------------------------------------------- real workflow
 @pytest.fixture(scope="module")
 def repo_copy(tmp_path_factory):
@@ -435,38 +358,22 @@ def repo_copy(tmp_path_factory):
     return dest
 
 
-def test_real_workflow_on_slurm_kill_resume(cluster, xdg, repo_copy):
-    # A QoS through the plugin's own setting and GPUs as gres (clusters without --gpus): both must
-    # reach sbatch as intended, and only one GPU request.
-    args = ["--configfile", TINY_CONFIG, "--slurm-qos", cluster.qos, "--config", "gpu_request=gres"]
-    t0 = time.monotonic()
-    first, second, kept = kill_and_resume(
-        cluster, xdg, repo_copy, args, kill_after="paths/*.h5",
-        keep_patterns=[MINIMA_GLOB, PATHS_GLOB],
-    )  # fmt: skip
-    print(f"real workflow: killed after {first.elapsed:.0f} s, resumed run {second.elapsed:.0f} s,"
-          f" total {time.monotonic() - t0:.0f} s; kept {len(kept)} finished files")  # fmt: skip
-    assert any(Path(f).match("minima/*.safetensors") for f in kept), kept
-    table = repo_copy / FINAL_TABLE
-    assert table.is_file() and table.stat().st_size > 0, FINAL_TABLE
-    figures = [p for p in (repo_copy / FIGURES_DIR).iterdir() if p.is_file()]
-    assert figures and all(p.stat().st_size > 0 for p in figures), FIGURES_DIR
-    by_rule = check_ran_on_slurm(cluster, [first, second])
-    gpu_rules = {r for r, jobs in by_rule.items() if any(asks_for_gpu(j) for j in jobs)}
-    # the heavy rules (training, AutoNEB raw and aligned, evaluation, slice) and no other
-    assert gpu_rules == set(HEAVY_RULES) & set(by_rule), sorted(gpu_rules)
-    assert {"train_minimum", "autoneb_path", "aligned_path"} <= gpu_rules, sorted(gpu_rules)
-    print(f"rules run as SLURM jobs: {sorted(by_rule)}; with a GPU: {sorted(gpu_rules)}")
-    for rule in sorted(gpu_rules):
-        job = scontrol_job(cluster, by_rule[rule][0]["slurm_id"])
-        assert job["QOS"] == cluster.qos, (rule, job)
-        assert job.get("TresPerNode") in ("gres:gpu:1", "gres/gpu:1"), (rule, job)
-        assert "TresPerJob" not in job, f"{rule}: --gpus beside --gres: {job}"
+def test_job_arrays_with_a_jobs_limit_are_refused_before_any_job(cluster, xdg, repo_copy):
+    """The plugin drops a wave of array jobs that --jobs cuts and the run hangs: refused at the
+    start of the run, naming the setting, nothing submitted (check_array_jobs)."""
+    before = {a["JobID"] for a in cluster.sacct_jobs()}
+    args = ["--configfile", TINY_CONFIG, "--config", "results_dir=results-jobs", "--jobs", "4"]
+    run = SnakemakeRun(cluster, xdg, repo_copy, args, tag="jobs-limit")
+    assert run.wait(timeout=180) != 0, run.tail()
+    assert "slurm-array-jobs (" in run.text and "with --jobs 4" in run.text, run.tail()
+    assert "issues/473" in run.text, run.tail()
+    assert {a["JobID"] for a in cluster.sacct_jobs()} == before, "nothing may be submitted"
 
 
-def test_gpu_job_that_sees_no_gpu_fails_at_once_with_the_reason_in_its_log(cluster, xdg, repo_copy):
-    """device: auto, and SLURM grants the (fake) GPU: the job sees no CUDA device, so it must stop
-    at once with what it saw in its log, not train for hours on the CPU."""
+def test_a_gpu_job_that_sees_no_gpu_fails_at_once_and_slurm_reports_it(cluster, xdg, repo_copy):
+    """device: auto, and SLURM grants the (fake) GPU: the job sees no CUDA device, so it must
+    stop at once with what it saw in its log, not train for hours on the CPU; SLURM's FAILED
+    reaches Snakemake (its report names the state and shows the job's log) and sacct."""
     results = "results-gpu-check"
     target = f"{results}/digits/mlp-16/minima/0.safetensors"
     args = ["--configfile", TINY_CONFIG, "--config", "device=auto", f"results_dir={results}"]
@@ -477,5 +384,87 @@ def test_gpu_job_that_sees_no_gpu_fails_at_once_with_the_reason_in_its_log(clust
     assert "train_minimum failed: the job requested a GPU (SLURM job" in error, log
     assert "CUDA_VISIBLE_DEVICES=" in error and "torch.cuda.device_count()=0" in error, error
     assert "epoch" not in log, "no training may start"
+    out = run.text
+    assert "Error in rule train_minimum" in out, out
+    assert "SLURM status is: 'FAILED'" in out, out
+    assert "train_minimum failed: the job requested a GPU" in out, "the job's log must be shown"
     (job,) = [j for j in run.jobs() if j["rule"] == "train_minimum"]
+    acct = cluster.sacct_jobs(name=run.run_uuid)
+    assert [a["State"] for a in acct if a["JobID"] == job["slurm_id"]] == ["FAILED"], acct
     assert "gpu:1" in scontrol_job(cluster, job["slurm_id"]).get("TresPerJob", ""), job
+
+
+def test_real_workflow_in_job_arrays_survives_a_killed_controller(cluster, xdg, repo_copy):
+    # A QoS through the plugin's own setting and GPUs as gres (clusters without --gpus): both
+    # must reach sbatch as intended, and only one GPU request.
+    args = ["--configfile", TINY_CONFIG, "--slurm-qos", cluster.qos, "--slurm-efficiency-report",
+            "--config", "gpu_request=gres", *WITHOUT_COMPARISONS]  # fmt: skip
+    t0 = time.monotonic()
+    first = SnakemakeRun(cluster, xdg, repo_copy, args, tag="killed")
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while True:  # the round's AutoNEB jobs submitted, then the main Snakemake dies
+        paths = [j for j in first.jobs() if j["rule"] == "autoneb_path" and j["slurm_id"]]
+        if paths:
+            queued = first.queued()
+            first.kill()
+            break
+        if first.proc.poll() is not None or time.monotonic() > deadline:
+            first.kill()
+            first.cancel_jobs()
+            pytest.fail(f"no autoneb_path job submitted (rc {first.proc.returncode}):\n"
+                        f"{first.tail()}")  # fmt: skip
+        time.sleep(0.2)
+    assert {j["slurm_id"] for j in paths} <= set(queued), (paths, queued)
+    print(f"killed the main snakemake after {first.elapsed:.0f} s; in the queue: {queued}")
+    lock_dir = repo_copy / ".snakemake" / "locks"
+    assert any(lock_dir.iterdir()), "a SIGKILLed snakemake should leave its lock behind"
+
+    # its jobs keep running without it (docs/cluster.md: wait for them, or scancel them)
+    first.wait_until_dequeued()
+    acct = sacct(cluster, "--name", first.run_uuid)
+    assert acct and {a["state"] for a in acct.values()} == {"COMPLETED"}, acct
+    # the trainings and the round's paths went to SLURM as job arrays: <array id>_<task>
+    for rule in ("train_minimum", "autoneb_path"):
+        ids = [j["slurm_id"] for j in first.jobs() if j["rule"] == rule]
+        assert len(ids) >= 2 and all(re.fullmatch(r"\d+_\d+", i) for i in ids), (rule, ids)
+        assert len({i.split("_")[0] for i in ids}) == 1, f"{rule}: one array, {ids}"
+        assert set(ids) <= set(acct), (rule, ids, sorted(acct))
+    finished = snapshot(repo_copy, [MINIMA_GLOB, PATHS_GLOB])
+    assert sum(Path(f).match("paths/*.h5") for f in finished) == len(paths), finished
+
+    unlock = SnakemakeRun(cluster, xdg, repo_copy, [*args, "--unlock"], tag="unlock")
+    assert unlock.wait(timeout=120) == 0, unlock.tail()
+    assert not lock_dir.exists() or not any(lock_dir.iterdir())
+    second = SnakemakeRun(cluster, xdg, repo_copy, args, tag="restarted")  # the same command
+    assert second.wait() == 0, second.tail()
+    print(f"real workflow: killed after {first.elapsed:.0f} s, restarted run "
+          f"{second.elapsed:.0f} s, total {time.monotonic() - t0:.0f} s")  # fmt: skip
+
+    # nothing the orphaned jobs finished was submitted again, or changed
+    again = {o for j in second.jobs() for o in j["outputs"]}
+    assert not again & set(finished), again & set(finished)
+    assert "train_minimum" not in {j["rule"] for j in second.jobs()}
+    after = snapshot(repo_copy, [MINIMA_GLOB, PATHS_GLOB])
+    assert all(after[f] == v for f, v in finished.items()), "finished files were rewritten"
+    assert len(after) > len(finished), "the loop goes on: the next round's path"
+    table = repo_copy / FINAL_TABLE
+    assert table.is_file() and table.stat().st_size > 0, FINAL_TABLE
+    figures = [p for p in (repo_copy / FIGURES_DIR).iterdir() if p.is_file()]
+    assert figures and all(p.stat().st_size > 0 for p in figures), FIGURES_DIR
+
+    by_rule = check_ran_on_slurm(cluster, [first, second])
+    assert {"train_minimum", "autoneb_path", "aligned_path", "evaluate_path"} <= set(by_rule)
+    print(f"rules run as SLURM jobs: {sorted(by_rule)}")
+    for rule in sorted(by_rule):
+        assert all(asks_for_gpu(j) for j in by_rule[rule]), rule
+        job = scontrol_job(cluster, by_rule[rule][0]["slurm_id"])
+        assert job["QOS"] == cluster.qos, (rule, job)
+        assert job.get("TresPerNode") in ("gres:gpu:1", "gres/gpu:1"), (rule, job)
+        assert "TresPerJob" not in job, f"{rule}: --gpus beside --gres: {job}"
+
+    # the plugin's efficiency report (docs/cluster.md), one line per job step of the run
+    (report,) = repo_copy.glob(f"efficiency_report_{second.run_uuid}.csv")
+    with open(report, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and {"CPU Efficiency (%)", "Memory Usage (%)"} <= set(rows[0]), rows[:1]
+    assert {r["RuleName"].split("_wildcards")[0] for r in rows} >= {"rule_evaluate_path"}, rows

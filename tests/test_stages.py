@@ -276,7 +276,8 @@ def test_results_of_another_configuration_are_refused(chain, tmp_path):
         report.table_b1_job([chain["root"] / "table_row.json"], [chain["root"] / "pairs.csv"],
                             *(tmp_path / f"x{k}" for k in range(6)),
                             expected_hashes={"digits/mlp-4": "000000000000"},
-                            trends_png=tmp_path / "t.png", trends_pdf=tmp_path / "t.pdf")  # fmt: skip
+                            trends_png=tmp_path / "t.png",
+                            trends_pdf=tmp_path / "t.pdf")  # fmt: skip
     assert math.isfinite(chain["table_row"].factor)
 
 

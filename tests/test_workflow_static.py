@@ -70,3 +70,29 @@ def test_the_table_caption_states_the_units_of_the_file_it_captions():
     assert captioned and captioned.groups() == ("table_b1.csv", "report/table_b1.rst")
     caption = (ROOT / captioned.group(2)).read_text()
     assert "errors are fractions" in caption and "percentage points" in caption
+
+
+def test_only_the_heavy_rules_leave_the_main_process_and_they_request_the_gpu():
+    """On SLURM every rule but the heavy ones (nobarriers.settings.config.HEAVY_RULES) runs
+    inside the main Snakemake (localrules: no queue wait for bookkeeping), and exactly the heavy
+    ones carry the workflow's GPU request and partition (device_resources) and take their time
+    and memory from the config (job_runtime, job_memory, under their own name)."""
+    from nobarriers.settings.config import HEAVY_RULES, RESOURCES_OF_RULE
+
+    blocks, local = {}, set()
+    for smk in (ROOT / "rules").glob("*.smk"):
+        text = smk.read_text()
+        for names in re.findall(r"^localrules:\n((?:    \w+,?\n)+)", text, re.M):
+            local |= set(re.findall(r"\w+", names))
+        for block in re.split(r"\n(?=(?:rule|checkpoint) \w+:)", text):
+            match = re.match(r"(?:rule|checkpoint) (\w+):", block)
+            if match:
+                blocks[match.group(1)] = block
+    assert local <= set(blocks), local - set(blocks)
+    assert set(blocks) - local == set(HEAVY_RULES) == set(RESOURCES_OF_RULE)
+    for name, block in blocks.items():
+        heavy = name in HEAVY_RULES
+        assert ("**device_resources()" in block) == heavy, name
+        if heavy:
+            assert f'runtime=job_runtime("{name}")' in block, name
+            assert f'mem_mb=job_memory("{name}")' in block, name

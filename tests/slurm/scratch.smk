@@ -1,6 +1,6 @@
 # A small stand-in for the real workflow, used by tests/test_slurm.py to exercise the SLURM
-# profile: two "minima" (GPU rules), one "path" between them (GPU rule), a CPU "table", and a
-# rule that fails on purpose (target `failing`). Copied into a temp dir by the test.
+# profile: two "minima" (GPU rules), one "path" between them (GPU rule) and a CPU "table".
+# Copied into a temp dir by the test.
 import os
 
 SEEDS = [1, 2]
@@ -57,14 +57,3 @@ rule table:
     shell:
         "(echo job=$SLURM_JOB_ID; cp {input} {output}) > {log} 2>&1"
 
-
-rule failing:
-    output:
-        "results/never.txt",
-    log:
-        "logs/failing.log",
-    resources:
-        runtime=5,
-        mem_mb=200,
-    shell:
-        "(echo 'deliberate failure for the test' >&2; exit 3) > {log} 2>&1"

@@ -294,6 +294,32 @@ class WorkflowConfig:
         cap = section["max_runtime"]
         return minutes if cap is None else min(minutes, int(cap))
 
+    def rows_of_rule(self, rule: str) -> list[tuple[str, str]]:
+        """The selected rows that have jobs of a heavy rule: training or import by the row, the
+        extensions' rules where the row has them on."""
+        has = {
+            "train_minimum": lambda d, a, row: self.imported_files(d, a) is None,
+            "import_minimum": lambda d, a, row: self.imported_files(d, a) is not None,
+            "aligned_path": lambda d, a, row: row["alignment"] != "none",
+            "repeat_path": lambda d, a, row: row["comparisons"]["autoneb_repeats"] > 1,
+            "curve": lambda d, a, row: bool(row["curves"]["families"]),
+            "independent_ensembles": lambda d, a, row: bool(row["evaluation"]["ensemble_sizes"]),
+        }.get(rule, lambda d, a, row: True)
+        return [(d, a) for d, a in self.selected_rows() if has(d, a, self.row(d, a))]
+
+    def rule_limits(self, rule: str, dataset: str, arch: str, attempt: int = 1,
+                    arrays: bool = False) -> dict:  # fmt: skip
+        """``{"runtime", "mem_mb"}`` of one job of a heavy rule (:data:`RESOURCES_OF_RULE`:
+        which ``resources`` section each comes from). ``arrays``: the rule's jobs go to SLURM as
+        job arrays, and an array runs every task with the time and memory of its first job, so
+        each job asks for the most that any selected row's job of the rule asks for."""
+        runtime_of, memory_of = RESOURCES_OF_RULE[rule]
+        rows = (self.rows_of_rule(rule) or [(dataset, arch)]) if arrays else [(dataset, arch)]
+        return {
+            "runtime": max(self.runtime_minutes(*row, runtime_of, attempt) for row in rows),
+            "mem_mb": max(int(self.job_resources(*row, memory_of)["mem_mb"]) for row in rows),
+        }
+
     def check_runtime_fits(self, dataset: str, arch: str, longest_cycle_s: float, source) -> None:
         """A runtime no AutoNEB job can finish in is refused at start-up: a job resumes after
         its last finished cycle, so its limit must hold at least the longest cycle measured so
@@ -575,6 +601,96 @@ def check_cluster_settings(
                 "itself (gpu_jobs, gpu_request, gpu_model in the config); remove it from the "
                 "profile, or both --gpus and --gres may reach sbatch"
             )
+
+
+#: where a heavy rule's jobs take their time and memory from (rules/*.smk: job_runtime,
+#: job_memory): (runtime's resources section, mem_mb's resources section)
+RESOURCES_OF_RULE = {
+    "train_minimum": ("train_minimum", "train_minimum"),
+    "import_minimum": ("evaluate_path", "train_minimum"),
+    "autoneb_path": ("autoneb_path", "autoneb_path"),
+    "aligned_path": ("autoneb_path", "autoneb_path"),
+    "repeat_path": ("autoneb_path", "autoneb_path"),
+    "curve": ("autoneb_path", "autoneb_path"),
+    "evaluate_path": ("evaluate_path", "evaluate_path"),
+    "independent_ensembles": ("evaluate_path", "evaluate_path"),
+    "slice_figure": ("slice_figure", "slice_figure"),
+}
+#: the issue of snakemake-executor-plugin-slurm that check_array_jobs guards against
+ARRAY_ISSUE = "github.com/snakemake/snakemake-executor-plugin-slurm/issues/473"
+
+
+def array_rules(setting: str | None) -> list[str]:
+    """The heavy rules that ``--slurm-array-jobs`` (``slurm-array-jobs:``) submits as SLURM job
+    arrays: its comma- or semicolon-separated rule names, ``all`` for every rule."""
+    names = {n.strip() for n in (setting or "").replace(";", ",").split(",") if n.strip()}
+    return [r for r in HEAVY_RULES if r in names or "all" in names]
+
+
+def jobs_bound(settings: WorkflowConfig) -> int:
+    """An upper bound on the jobs of a run, so on those ready or running at once: per row every
+    minimum; for every pair of minima its path, evaluation, aligned path, repeats and curves and
+    a selection round; a slice, the independent ensembles and ten bookkeeping jobs; ten more
+    for the whole run (datasets, Table B.1, Figure 5)."""
+    total = 10
+    for dataset, arch in settings.selected_rows():
+        row = settings.row(dataset, arch)
+        m = len(row["seeds"])
+        per_pair = 3 + (row["alignment"] != "none") + row["comparisons"]["autoneb_repeats"] - 1
+        per_pair += len(row["curves"]["families"])
+        total += m + m * (m - 1) // 2 * per_pair + 13
+    return total
+
+
+def check_array_jobs(
+    settings: WorkflowConfig, setting: str | None, jobs: int | None, max_jobs_per_timespan=None
+) -> list[str]:
+    """At the start of a run with SLURM job arrays (``--slurm-array-jobs``): what the SLURM
+    executor plugin (2.8) needs to submit them. Snakemake must hand the plugin *every* ready job
+    of an array rule at once: the plugin waits for the rest of a partial batch, never submits
+    it, and the run hangs (:data:`ARRAY_ISSUE`). So neither ``--jobs`` nor
+    ``--max-jobs-per-timespan`` may cut a wave: both at least :func:`jobs_bound`
+    (``--jobs unlimited`` and ``10000/1s`` in profiles/slurm), else refused naming the setting.
+
+    Returns the lines to log: the array rules whose rows ask for different time or memory,
+    with what each job of the rule asks for instead (:meth:`WorkflowConfig.rule_limits`)."""
+    rules = array_rules(setting)
+    if not rules:
+        return []
+    named = f"slurm-array-jobs ({', '.join(rules)})"
+    bound = jobs_bound(settings)
+    if jobs is not None and jobs < bound:
+        raise ConfigError(
+            f"{named} with --jobs {jobs} (below {bound}, the most jobs this configuration can "
+            "have at once): the SLURM plugin never submits the jobs of a rule when Snakemake "
+            "hands it only part of the rule's ready jobs, and the run waits forever "
+            f"({ARRAY_ISSUE}). Run with --jobs unlimited (as profiles/slurm does; the cluster's "
+            "own limits still apply), or without arrays: --slurm-array-jobs none"
+        )
+    rate = getattr(max_jobs_per_timespan, "max_jobs", max_jobs_per_timespan)
+    if rate is not None and rate < bound:
+        raise ConfigError(
+            f"{named} with --max-jobs-per-timespan {rate}/...: up to {bound} jobs of this "
+            "configuration can be ready at once, and a wave the rate limit cuts is never "
+            f"submitted ({ARRAY_ISSUE}). Give at least '{bound}/1s' (profiles/slurm: "
+            "'10000/1s'), or run without arrays: --slurm-array-jobs none"
+        )
+    lines = []
+    for rule in rules:
+        rows = settings.rows_of_rule(rule)
+        own = {row: settings.rule_limits(rule, *row) for row in rows}
+        if len({tuple(limits.values()) for limits in own.values()}) < 2:
+            continue
+        shared = settings.rule_limits(rule, *rows[0], arrays=True)
+        least = min(own, key=lambda row: tuple(own[row].values()))
+        lines.append(
+            f"nobarriers: slurm-array-jobs: every {rule} job asks for {shared['runtime']} min and "
+            f"{shared['mem_mb']} MB, the most of the selected rows (one array gets the time and "
+            f"memory of its first job; {'/'.join(least)} alone would ask for "
+            f"{own[least]['runtime']} min and {own[least]['mem_mb']} MB). Run rows with "
+            "different resources separately (select) to keep their own, or run without arrays"
+        )
+    return lines
 
 
 def stage_settings(resolved_row: dict, stage: str) -> dict:
