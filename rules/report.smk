@@ -18,6 +18,7 @@ rule table_row:
     output:
         row=f"{RESULTS}/{{dataset}}/{{arch}}/table_row.json",
         pairs=f"{RESULTS}/{{dataset}}/{{arch}}/pairs.csv",
+        pairs_checksum=f"{RESULTS}/{{dataset}}/{{arch}}/pairs.csv.sha256",
     log:
         f"{RESULTS}/logs/{{dataset}}/{{arch}}/table_row.log",
     conda:
@@ -45,6 +46,7 @@ rule table_b1:
         md=f"{RESULTS}/table_b1.md",
         tex=f"{RESULTS}/table_b1.tex",
         pairs=f"{RESULTS}/pairs.csv",
+        checksums=[f"{RESULTS}/{name}.csv.sha256" for name in ("table_b1", "pairs")],
         fig5_png=report(
             f"{RESULTS}/figures/fig5_min_vs_saddle.png",
             caption="../report/fig5.rst",
@@ -224,6 +226,7 @@ rule families:
         mst=f"{RESULTS}/{{dataset}}/{{arch}}/{ROUNDS}/mst_paths.json",
     output:
         csv=f"{RESULTS}/{{dataset}}/{{arch}}/families.csv",
+        csv_checksum=f"{RESULTS}/{{dataset}}/{{arch}}/families.csv.sha256",
         png=report(
             f"{RESULTS}/figures/{{dataset}}/{{arch}}/families.png",
             caption="../report/families.rst",

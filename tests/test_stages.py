@@ -393,6 +393,48 @@ def test_a_changed_byte_in_any_record_is_refused_naming_the_file(chain, tmp_path
         assert str(copy) in str(err.value) and "fails its checksum" in str(err.value), name
 
 
+def flip_a_digit(data: bytes) -> bytes:
+    """The first digit after the header line, one higher (mod 10): one changed byte."""
+    i = next(i for i in range(data.index(b"\n"), len(data)) if data[i : i + 1].isdigit())
+    return data[:i] + str((data[i] - 48 + 1) % 10).encode() + data[i + 1 :]
+
+
+def test_a_changed_byte_in_a_csv_the_workflow_reads_again_is_refused(chain, tmp_path):
+    """The CSVs read by a later job (the overlap table by the table row, a row's pair table by
+    the merged one) carry their SHA-256 beside them, verified on read; the checksum file is
+    sha256sum's own format."""
+    import shutil
+    import subprocess
+
+    overlap_csv = chain["overlap"]["csv"]
+    for original, read in ((overlap_csv, read_overlap_csv),
+                           (chain["root"] / "pairs.csv", read_pair_details)):  # fmt: skip
+        checked = subprocess.run(["sha256sum", "-c", original.name + ".sha256"],
+                                 cwd=original.parent, capture_output=True, text=True)  # fmt: skip
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        copy = tmp_path / original.name
+        shutil.copy(original, copy)
+        shutil.copy(original.with_name(original.name + ".sha256"), tmp_path)
+        assert read(copy)  # as written: accepted
+        copy.write_bytes(flip_a_digit(copy.read_bytes()))
+        with pytest.raises(FileFormatError) as err:
+            read(copy)
+        assert str(copy) in str(err.value) and "fails its checksum" in str(err.value)
+        copy.with_name(copy.name + ".sha256").unlink()
+        with pytest.raises(FileFormatError, match="without a readable checksum"):
+            read(copy)
+    # the job that reads the overlap table again refuses a changed one, naming it
+    damaged = tmp_path / "overlap" / "o.csv"
+    damaged.parent.mkdir()
+    damaged.write_bytes(flip_a_digit(overlap_csv.read_bytes()))
+    shutil.copy(overlap_csv.with_name(overlap_csv.name + ".sha256"), damaged.parent)
+    with pytest.raises(FileFormatError, match="fails its checksum") as err:
+        report.table_row_job(chain["report_settings"], chain["minima"],
+                             chain["root"] / "landscape.json", chain["root"] / "mst_paths.json",
+                             damaged, tmp_path / "r.json", tmp_path / "p.csv")  # fmt: skip
+    assert str(damaged) in str(err.value)
+
+
 def test_the_mst_path_list_moves_with_its_folder(chain, tmp_path):
     """mst_paths.json names its files relative to itself: a copied results folder reads its own
     files, never the original's (which may since have been replaced)."""

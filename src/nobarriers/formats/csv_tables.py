@@ -4,11 +4,19 @@ Cells are written as Python writes them: floats at full precision (``repr``), bo
 ``true``/``false``, missing values empty, lines ended by CRLF (RFC 4180). Readers give typed pandas
 frames (nullable integers and booleans) and refuse, with the file named, a missing file, a
 missing column or a malformed cell.
+
+Every CSV has its SHA-256 beside it, ``<name>.csv.sha256`` in ``sha256sum``'s format (so
+``sha256sum -c pairs.csv.sha256`` checks it by hand), verified on every read: a table the
+workflow reads again (the overlap table for the table row, the rows' pair tables for the merged
+one) is refused when a byte changed, naming the file, instead of becoming a wrong table. The
+CSV itself stays plain for any reader.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -38,20 +46,50 @@ def write_csv(rows: Sequence, columns: Sequence[str], path) -> None:
     """Rows (records or dicts) as a CSV with typed cells: floats at full precision, booleans
     ``true``/``false``, missing values empty (written atomically)."""
     frame = pd.DataFrame(records(rows), columns=list(columns), dtype=object)
-    text = frame.map(_csv_cell).to_csv(index=False, lineterminator="\r\n")
+    data = frame.map(_csv_cell).to_csv(index=False, lineterminator="\r\n").encode()
+    path = Path(path)
     with atomic_path(path) as tmp:
-        tmp.write_bytes(text.encode())
+        tmp.write_bytes(data)
+    with atomic_path(checksum_path(path)) as tmp:
+        tmp.write_text(f"{hashlib.sha256(data).hexdigest()}  {path.name}\n")
+
+
+def checksum_path(path) -> Path:
+    """Where the SHA-256 of a CSV of :func:`write_csv` lives: ``<name>.csv.sha256`` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def _verified_bytes(path: Path, what: str) -> bytes:
+    """The CSV's bytes, checked against its ``.sha256`` file."""
+    data = path.read_bytes()
+    sidecar = checksum_path(path)
+    advice = "delete it and rerun the workflow, which rebuilds it"
+    try:
+        stored = sidecar.read_text().split()[0]
+    except (OSError, UnicodeDecodeError, IndexError):
+        raise FileFormatError(
+            f"{path}: {what} file without a readable checksum ({sidecar.name} missing or "
+            f"damaged; written by an older nobarriers?): {advice}"
+        ) from None
+    if stored != hashlib.sha256(data).hexdigest():
+        raise FileFormatError(
+            f"{path}: {what} file fails its checksum ({sidecar.name}): changed or damaged "
+            f"after it was written; {advice}"
+        )
+    return data
 
 
 def read_csv(path, columns: Sequence[str], types: Mapping[str, str], what: str) -> pd.DataFrame:
     """A CSV of :func:`write_csv` as a typed DataFrame (nullable integers and booleans, missing
-    values as ``<NA>``); a missing file, missing columns or a malformed cell are refused with
-    the file named."""
+    values as ``<NA>``); a missing file, a failed checksum, missing columns or a malformed cell
+    are refused with the file named."""
     path = Path(path)
     if not path.is_file():
         raise FileFormatError(f"{path}: {what} file not found")
+    data = _verified_bytes(path, what)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
         raise FileFormatError(f"{path}: not a {what} CSV ({err})") from None
     missing = [c for c in columns if c not in frame.columns]
