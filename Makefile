@@ -27,12 +27,18 @@ demo: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) $(GPU_FLAGS) --rerun-incomplete
 	@echo "Table B.1: results/table_b1.md   figures: results/figures/"
 
+# The suite runs on $(CORES) pytest workers, one test file per worker at a time (--dist
+# loadfile): a file's fixtures (the finished tiny run, the SLURM cluster, the stages' chain) are
+# built once, and the files that run Snakemake in the checkout itself are one file
+# (test_workflow.py), so they never hold its lock at the same time. docs/design.md, "Tests".
+PYTEST_WORKERS := -n $(CORES) --dist loadfile
+
 ## make test: unit tests, the end-to-end workflow run and the live-SLURM run.
 test: $(STAMP)
-	$(PY) -m pytest -ra
+	$(PY) -m pytest -ra $(PYTEST_WORKERS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -ra -m "not slow and not slurm"
+	$(PY) -m pytest -ra $(PYTEST_WORKERS) -m "not slow and not slurm"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests workflow benchmarks examples
