@@ -1,0 +1,108 @@
+"""The paper's ground end to end: BatchNorm conv nets on a CIFAR10 archive in CIFAR's own format.
+
+A file of its own, run in a working directory of its own (not the checkout's, whose Snakemake
+lock test_workflow.py's runs take), so that under ``make test``'s two workers it runs beside the
+tiny run's tests instead of after them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import yaml
+from test_workflow import assert_image, read_csv
+from workflow_runs import ROOT, snakemake
+
+CIFAR_TINY = ROOT / "tests" / "configs" / "cifar_tiny.yaml"
+
+
+@pytest.mark.slow
+def test_cifar_format_batchnorm_networks_end_to_end(tmp_path):
+    """The paper's ground: BatchNorm conv nets (CNN, ResNet with option-A shortcuts, DenseNet) on
+    a CIFAR10 archive in CIFAR's own format, through the real torchvision loader and its checksum
+    verification, training, overlap, the AutoNEB loop, exact-BN evaluation, figures, Table B.1."""
+    import torch
+    from cifar_archive import write_cifar_archive
+
+    from nobarriers.datasets import load_dataset
+    from nobarriers.formats.minimum import load_minimum
+    from nobarriers.formats.pathfile import read_evaluation, read_path
+    from nobarriers.models import build_model, parameter_count
+    from nobarriers.nn.points import evaluate_model, recompute_bn_statistics
+
+    data_dir = tmp_path / "data"
+    archive, checksums, _ = write_cifar_archive(data_dir, "cifar10", per_file=24, classes=4)
+    config = yaml.safe_load(CIFAR_TINY.read_text())
+    config |= {"results_dir": str(tmp_path / "results"), "data_dir": str(data_dir),
+               "dataset_checksums": {"cifar10": checksums}}  # fmt: skip
+    path = tmp_path / "cifar.yaml"
+    path.write_text(yaml.safe_dump(config))
+    (tmp_path / "run").mkdir()
+    snakemake("--cores", "2", "--configfile", path, workdir=tmp_path / "run", timeout=1500)
+    results = tmp_path / "results"
+    assert (data_dir / "cifar-10-batches-py" / "data_batch_5").is_file()  # verified, extracted
+    data = load_dataset("cifar10", data_dir, checksums=checksums)
+    assert data.x_train.shape == (120, 3, 32, 32)
+
+    table = {r["architecture"]: r for r in read_csv(results / "table_b1.csv")}
+    assert set(table) == {"cnn-4", "resnet-8", "densenet-7-4"}
+    for arch, row in table.items():
+        for column, value in row.items():
+            if column in ("epoch", "epoch_fraction", "epoch_in_last_phase"):
+                continue
+            # alignment is on for the ResNet row only: its columns are empty elsewhere; the
+            # Hessian, the sample pairs, the repeats and the curves are off: theirs are empty
+            off = (
+                column.startswith(("hessian", "repeat", "bezier", "polychain"))
+                or "sample" in column
+                or (column.startswith("alignment") and arch != "resnet-8")
+            )
+            assert (value != "") == (not off), (arch, column)  # fmt: skip
+        assert math.isfinite(float(row["train_sadd"])) and int(row["n_edges"]) == 1
+        minima = [load_minimum(p) for p in sorted((results / "cifar10" / arch / "minima")
+                                                   .glob("*.safetensors"))]  # fmt: skip
+        # BatchNorm buffers are stored, and they are the exact statistics of the training set
+        for m in minima:
+            means = [k for k in m.state_dict if k.endswith("running_mean")]
+            assert means, arch
+            model = m.build()
+            stored = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+            loss_stored = evaluate_model(model, data.x_train, data.y_train, 256)["loss"]
+            recompute_bn_statistics(model, data.x_train, 256)
+            for k, v in stored.items():
+                torch.testing.assert_close(model.state_dict()[k], v, atol=1e-4, rtol=1e-4)
+            assert loss_stored == pytest.approx(m.metrics["train_loss"], rel=1e-5)
+            # default (unrecomputed) statistics would give another loss: what the table uses
+            fresh = build_model(arch, 10, (3, 32, 32))
+            fresh.load_state_dict({k: v for k, v in m.state_dict.items() if "running" not in k
+                                   and "num_batches" not in k}, strict=False)  # fmt: skip
+            loss_default = evaluate_model(fresh, data.x_train, data.y_train, 256)["loss"]
+            assert abs(loss_default - loss_stored) > 1e-3 * loss_stored, arch
+        assert float(row["train_min"]) == pytest.approx(
+            sum(m.metrics["train_loss"] for m in minima) / len(minima), rel=1e-9
+        )
+        # path files of BN nets round-trip with the trainable parameters only as coordinates
+        for p in (results / "cifar10" / arch / "paths").glob("*.h5"):
+            record = read_path(p)
+            assert record.pivots.shape[1] == parameter_count(build_model(arch, 10, (3, 32, 32)))
+            assert record.saddle_loss == pytest.approx(record.saddle["train_loss"].max())
+        # the dense exact-BN evaluation starts and ends at the minima's own numbers
+        for p in (results / "cifar10" / arch / "evaluated").glob("*.h5"):
+            ev = read_evaluation(p)
+            a, b = ev.endpoints
+            first = next(m for m in minima if m.seed == a)
+            assert ev.dense["train_loss"][0] == pytest.approx(first.metrics["train_loss"], rel=1e-4)
+    # the ResNet's MST edge after weight matching: the same function, a shorter straight line
+    (aligned,) = (results / "cifar10" / "resnet-8" / "aligned").glob("*.h5")
+    record = read_path(aligned)
+    assert record.attrs["alignment"] == "weight_matching"
+    assert record.attrs["alignment_max_output_diff"] < 1e-3
+    assert record.attrs["alignment_distance_after"] < record.attrs["alignment_distance_before"]
+    assert record.endpoints == read_path(results / "cifar10" / "resnet-8" / "paths"
+                                         / aligned.name).endpoints  # fmt: skip
+    figures = list((results / "figures").rglob("*.png"))
+    # Figure 5, the trends, 6 + ensembles per row, the ResNet's alignment
+    assert len(figures) == 2 + 3 * 7 + 1 and (results / "figures" / "trends.png") in figures
+    for figure in figures:
+        assert_image(figure)
