@@ -19,6 +19,24 @@ from workflow_runs import TINY, planned, snakemake
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
+# The files that run whole workflows, longest first (measured under `make test`: the tiny run and
+# its damaged copy, the README's own-network run, the live SLURM run, the CIFAR-format run). With
+# two workers and one file per worker at a time (`--dist loadfile --no-loadscope-reorder`), a
+# worker that frees up takes the next file in this order, so the long files start at once and
+# the hundreds of short tests fill in beside them; xdist's own order (most tests first) would
+# start the longest files last.
+LONGEST_FIRST = ("test_workflow.py", "test_open_world.py", "test_slurm.py",
+                 "test_cifar_workflow.py")  # fmt: skip
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file's tests keep their order
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _single_thread():
     """The test machine is shared: keep torch on one thread."""

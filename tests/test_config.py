@@ -50,6 +50,15 @@ def test_invalid_config_names_the_key(mutate, key):
     assert key in str(err.value)
 
 
+def test_an_overlay_given_alone_is_told_to_follow_a_config_with_rows():
+    overlay = yaml.safe_load((ROOT / "config/comparisons.yaml").read_text())
+    with pytest.raises(ConfigError) as err:
+        WorkflowConfig(overlay)
+    assert "rows: missing" in str(err.value)
+    assert "--configfile config/config.yaml config/comparisons.yaml" in str(err.value)
+    WorkflowConfig({**yaml.safe_load((ROOT / "config/config.yaml").read_text()), **overlay})
+
+
 def test_duplicate_rows_are_refused():
     config = minimal()
     config["rows"].append(dict(config["rows"][0]))

@@ -35,7 +35,6 @@ import numpy as np
 import torch
 import torch.fx as fx
 import torch.nn.functional as F
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
@@ -442,6 +441,10 @@ def weight_matching(
     group with every other group held at its current permutation; groups are visited in a random
     order (seeded) and it stops after a sweep that improved nothing, or after ``max_iter`` sweeps.
     """
+    # imported here: scipy.optimize costs every path job 0.35 s to import, and only aligned
+    # paths use it
+    from scipy.optimize import linear_sum_assignment
+
     _check_state(spec, state_a, "state A")
     _check_state(spec, state_b, "state B")
     a = {k: state_a[k].detach().double().cpu() for k in spec.parameters}

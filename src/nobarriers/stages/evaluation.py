@@ -15,7 +15,6 @@ from ..formats.pathfile import read_path, write_evaluation
 from ..formats.records import LandscapeRecord, MSTPathsRecord
 from ..models import build_model
 from ..nn.path_geometry import dense_positions
-from ..report import path_figures
 from ..report.labels import arch_label, dataset_label
 from ..settings.config import stage_hash
 from .common import evaluations_of, highest_mst_path
@@ -160,6 +159,9 @@ def slice_job(
 ) -> None:
     """Figure 1 style: training loss on the plane through both minima and the path's mean.
     ``row``: the row's ``evaluation`` stage settings."""
+    # imported here: matplotlib costs every evaluation job 0.7 s to import, and only this draws
+    from ..report import path_figures
+
     chosen, data = runtime.start(row["dataset"])
     landscape = LandscapeRecord.read(landscape_json)
     listing = MSTPathsRecord.read(mst_json)
