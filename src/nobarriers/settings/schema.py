@@ -158,7 +158,8 @@ def _message(error: jsonschema.ValidationError) -> str:
             hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
             lines.append(f"{key_path([*path, key])}: unknown key{hint}")
         return "\n  ".join(lines)
-    if error.validator == "required" and not path and "rows" not in error.instance:
+    no_rows = error.validator == "required" and not path and "rows" not in error.instance
+    if no_rows and "rows" in error.validator_value:  # the workflow config's rows, not a recipe's
         # an overlay (config/comparisons.yaml) given alone: say how it is meant to be used
         return (
             "rows: missing; a config names the rows (dataset x architecture) it runs. A file "
