@@ -30,13 +30,14 @@ demo: $(STAMP)
 # The suite runs on $(CORES) pytest workers, one test file per worker at a time (--dist
 # loadfile): a file's fixtures (the finished tiny run, the SLURM cluster, the stages' chain) are
 # built once, and the files that run Snakemake in the checkout itself are one file
-# (test_workflow.py), so they never hold its lock at the same time. The longest files first, in
+# (test_workflow.py), so they never hold its lock at the same time. One worker more than cores:
+# the live SLURM test mostly waits on the scheduler. The longest files first, in
 # tests/conftest.py's order (--no-loadscope-reorder). docs/design.md, "Tests".
-PYTEST_WORKERS := -n $(CORES) --dist loadfile --no-loadscope-reorder
+PYTEST_WORKERS := -n $(shell echo $$(( $(CORES) + 1 ))) --dist loadfile --no-loadscope-reorder
 
 ## make test: unit tests, the end-to-end workflow run and the live-SLURM run.
 test: $(STAMP)
-	$(PY) -m pytest -ra $(PYTEST_WORKERS)
+	$(PY) -m pytest -ra --durations=15 $(PYTEST_WORKERS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -ra $(PYTEST_WORKERS) -m "not slow and not slurm"

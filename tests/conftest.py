@@ -19,12 +19,14 @@ from workflow_runs import TINY, planned, snakemake
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
-# The files that run whole workflows, longest first (measured under `make test`: the tiny run and
-# its damaged copy, the README's own-network run, the live SLURM run, the CIFAR-format run). With
-# two workers and one file per worker at a time (`--dist loadfile --no-loadscope-reorder`), a
-# worker that frees up takes the next file in this order, so the long files start at once and
-# the hundreds of short tests fill in beside them; xdist's own order (most tests first) would
-# start the longest files last.
+# The files that run whole workflows, each started at once on a worker of its own (measured on
+# a fresh clone, 2 cores: the tiny run and its damaged copy 6.6 min, the README's own-network run
+# 3.5, the live SLURM run 5.1, mostly waiting on the scheduler, the CIFAR-format run 3.9). `make
+# test` runs one worker more than the machine has cores, and one file per worker at a time
+# (`--dist loadfile --no-loadscope-reorder`): a worker that frees up takes the next file in this
+# order, so the SLURM run's waits overlap the CPU-bound runs and the hundreds of short tests fill
+# in beside them. xdist's own order (most tests first) started these files last, and two workers
+# queued three of them behind one another (12.5 min on one worker).
 LONGEST_FIRST = ("test_workflow.py", "test_open_world.py", "test_slurm.py",
                  "test_cifar_workflow.py")  # fmt: skip
 

@@ -1,7 +1,7 @@
 """The paper's ground end to end: BatchNorm conv nets on a CIFAR10 archive in CIFAR's own format.
 
 A file of its own, run in a working directory of its own (not the checkout's, whose Snakemake
-lock test_workflow.py's runs take), so that under ``make test``'s two workers it runs beside the
+lock test_workflow.py's runs take), so that under ``make test``'s workers it runs beside the
 tiny run's tests instead of after them.
 """
 
