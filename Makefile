@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) $(GPU_FLAGS) --rerun-incomplete
 	@echo "Table B.1: results/table_b1.md   figures: results/figures/"
 
-# The suite runs on $(CORES) pytest workers, one test file per worker at a time (--dist
+# The suite runs on $(CORES) + 1 pytest workers, one test file per worker at a time (--dist
 # loadfile): a file's fixtures (the finished tiny run, the SLURM cluster, the stages' chain) are
 # built once, and the files that run Snakemake in the checkout itself are one file
 # (test_workflow.py), so they never hold its lock at the same time. One worker more than cores:

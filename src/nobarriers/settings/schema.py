@@ -163,7 +163,7 @@ def _message(error: jsonschema.ValidationError) -> str:
         # an overlay (config/comparisons.yaml) given alone: say how it is meant to be used
         return (
             "rows: missing; a config names the rows (dataset x architecture) it runs. A file "
-            "that only adds settings goes after one that has them: --configfile "
+            "that only adds settings goes after one that has them, e.g. --configfile "
             "config/config.yaml config/comparisons.yaml"
         )
     return f"{key_path(path)}: {error.message}"
