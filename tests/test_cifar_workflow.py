@@ -1,12 +1,13 @@
-"""The paper's ground end to end: BatchNorm conv nets on a CIFAR10 archive in CIFAR's own format.
+"""CIFAR in its own format: the paper's BatchNorm conv nets end to end on a generated CIFAR10
+archive, and the decoded-array cache every job of such a run reads.
 
-A file of its own, run in a working directory of its own (not the checkout's, whose Snakemake
-lock test_workflow.py's runs take), so that under ``make test``'s workers it runs beside the
-tiny run's tests instead of after them.
+A file of its own, run in a working directory of its own, so that under ``make test``'s workers
+the whole run starts at once beside the other whole runs (tests/conftest.py).
 """
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -42,6 +43,7 @@ def test_cifar_format_batchnorm_networks_end_to_end(tmp_path):
     snakemake("--cores", "2", "--configfile", path, workdir=tmp_path / "run", timeout=1500)
     results = tmp_path / "results"
     assert (data_dir / "cifar-10-batches-py" / "data_batch_5").is_file()  # verified, extracted
+    assert (data_dir / "cifar-10-batches-py.arrays.npz").is_file()  # what the jobs read
     data = load_dataset("cifar10", data_dir, checksums=checksums)
     assert data.x_train.shape == (120, 3, 32, 32)
 
@@ -106,3 +108,73 @@ def test_cifar_format_batchnorm_networks_end_to_end(tmp_path):
     assert len(figures) == 2 + 3 * 7 + 1 and (results / "figures" / "trends.png") in figures
     for figure in figures:
         assert_image(figure)
+
+
+def test_prepared_cifar_is_read_from_its_cache_without_torchvision(tmp_path):
+    """The prepare job decodes the verified batches once; a job then reads the same tensors from
+    the npz without importing torchvision (2 s of every job's start on a CPU)."""
+    import subprocess
+    import sys
+
+    import torch
+    from cifar_archive import write_cifar_archive
+
+    from nobarriers.datasets import load_dataset, prepare_dataset
+
+    archive, checksums, _ = write_cifar_archive(tmp_path, "cifar10", per_file=6, classes=4)
+    prepare_dataset("cifar10", tmp_path, checksums=checksums)
+    npz, record = (
+        tmp_path / "cifar-10-batches-py.arrays.npz",
+        tmp_path / "cifar-10-batches-py.arrays.json",
+    )
+    assert npz.is_file() and record.is_file()
+    stamp = npz.stat().st_mtime_ns
+    prepare_dataset("cifar10", tmp_path, checksums=checksums)  # current: left alone
+    assert npz.stat().st_mtime_ns == stamp
+    code = (
+        "import sys, json; from nobarriers.datasets import load_dataset; "
+        f"d = load_dataset('cifar10', {str(tmp_path)!r}, checksums=json.loads(sys.argv[1])); "
+        "print(tuple(d.x_train.shape), 'torchvision' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(checksums)], capture_output=True,
+                         text=True, check=True).stdout.split()  # fmt: skip
+    assert out[-1] == "False" and "".join(out[:-1]) == "(30,3,32,32)", out
+    cached = load_dataset("cifar10", tmp_path, checksums=checksums)
+    npz.unlink()
+    record.unlink()
+    decoded = load_dataset("cifar10", tmp_path, checksums=checksums)  # through torchvision
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(cached, key), getattr(decoded, key)), key
+    assert cached.mean == decoded.mean and cached.std == decoded.std
+
+
+def test_a_damaged_cache_is_refused_and_one_of_other_batches_ignored(tmp_path):
+    from cifar_archive import write_cifar_archive
+
+    from nobarriers.core.errors import FileFormatError
+    from nobarriers.datasets import load_dataset, prepare_dataset
+
+    archive, checksums, images = write_cifar_archive(tmp_path, "cifar10", per_file=6, classes=4)
+    prepare_dataset("cifar10", tmp_path, checksums=checksums)
+    npz, record = (
+        tmp_path / "cifar-10-batches-py.arrays.npz",
+        tmp_path / "cifar-10-batches-py.arrays.json",
+    )
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    npz.write_bytes(bytes(data))
+    with pytest.raises(FileFormatError, match="does not match the SHA-256") as err:
+        load_dataset("cifar10", tmp_path, checksums=checksums)
+    assert str(npz) in str(err.value) and str(record) in str(err.value)
+    prepare_dataset("cifar10", tmp_path, checksums=checksums)  # the prepare job writes it anew
+    assert load_dataset("cifar10", tmp_path, checksums=checksums).y_test.tolist() == (
+        images["test"][1].tolist()
+    )
+    # built from other batches (other expected md5s): not used, the batches are read and checked
+    saved = json.loads(record.read_text())
+    saved["sources"]["data_batch_1"] = "0" * 32
+    record.write_text(json.dumps(saved))
+    npz.write_bytes(b"not read")
+    assert load_dataset("cifar10", tmp_path, checksums=checksums).y_test.tolist() == (
+        images["test"][1].tolist()
+    )

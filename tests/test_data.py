@@ -244,3 +244,16 @@ def test_digits_cache_gives_the_same_dataset_and_refuses_garbage(tmp_path):
     (tmp_path / DIGITS_CACHE).write_bytes(b"not an npz file")
     with pytest.raises(FileFormatError, match="digits-split.npz"):
         load_dataset("digits", tmp_path)
+
+
+def test_the_pinned_cifar_md5s_are_torchvisions():
+    """Jobs reading the decoded cache check it against these without importing torchvision."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    from nobarriers.datasets.builtin.cifar import FOLDERS, expected_md5s
+
+    for name, cls in (("cifar10", CIFAR10), ("cifar100", CIFAR100)):
+        files = cls.train_list + cls.test_list + [[cls.meta["filename"], cls.meta["md5"]]]
+        assert FOLDERS[name][0] == cls.base_folder
+        assert expected_md5s(name) == dict(files)
+        assert expected_md5s(name, {"meta": "x", files[0][0]: "y"})[files[0][0]] == "y"
