@@ -109,7 +109,7 @@ def chain(tmp_path_factory):
                                target, root / "aligned" / f"{a}-{b}.state.pt", runtime)  # fmt: skip
         aligned.append(target)
     out["aligned"] = aligned
-    evaluation.mst_paths_job(evaluated, mst_files, root / "mst_paths.json", aligned)
+    exploration.mst_paths_job(evaluated, mst_files, root / "mst_paths.json", aligned)
     report_settings = stage_settings(row, "report")
     out["table_row"] = report.table_row_job(
         report_settings, minima_paths, root / "landscape.json", root / "mst_paths.json",
@@ -309,6 +309,7 @@ def test_planning_and_bookkeeping_never_import_torch():
 
     code = (
         "import sys; import nobarriers.stages.exploration, nobarriers.stages.report; "
+        "from nobarriers.stages.exploration import mst_paths_job; "
         "from nobarriers.formats.minimum import load_minimum; "
         "from nobarriers.settings.config import WorkflowConfig, stage_hash; "
         "from nobarriers.stages.checks import check_user_models; "
@@ -558,7 +559,7 @@ def test_comparisons_repeats_curves_sample_and_independent_ensembles(chain, tmp_
     assert IndependentEnsembles.read(independent).test_error == record.test_error
     listing = [root / "evaluated" / f"{i}-{j}.h5" for i, j in [*chain["landscape"].mst_pairs,
                                                                *sample]]  # fmt: skip
-    evaluation.mst_paths_job(listing, [root / "paths" / f.name for f in listing],
+    exploration.mst_paths_job(listing, [root / "paths" / f.name for f in listing],
                              root / "mst_paths.json", curves=curve_files,
                              curve_evaluations=curve_evals, repeats=[repeat])  # fmt: skip
     report_settings = stage_settings(row, "report")

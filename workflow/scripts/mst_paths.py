@@ -1,5 +1,5 @@
 from nobarriers.core.progress import job_log
-from nobarriers.stages.evaluation import mst_paths_job
+from nobarriers.stages.exploration import mst_paths_job
 
 with job_log(snakemake.log[0], snakemake.rule, snakemake.output):
     mst_paths_job(

@@ -123,30 +123,6 @@ def saddle_spectrum(row: dict, record, model, pivots, data, settings: dict):
     )
 
 
-def mst_paths_job(
-    evaluated_files,
-    path_files,
-    out_json,
-    aligned_files=(),
-    curves=(),
-    curve_evaluations=(),
-    repeats=(),
-) -> MSTPathsRecord:
-    """The files of the final MST's edges (and of the comparison sample's pairs): paths, dense
-    evaluations, aligned paths, curves and their evaluations, repeated runs -- one list for the
-    report jobs."""
-    record = MSTPathsRecord(
-        evaluated=list(evaluated_files),
-        paths=list(path_files),
-        aligned=list(aligned_files),
-        curves=list(curves),
-        curve_evaluations=list(curve_evaluations),
-        repeats=list(repeats),
-    )
-    record.write(out_json)
-    return record
-
-
 def slice_job(
     row: dict,
     landscape_json,

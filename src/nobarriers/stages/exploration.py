@@ -8,7 +8,7 @@ import logging
 from ..core.provenance import provenance
 from ..engine.landscape import minimum_spanning_tree, next_pairs, single_linkage, ultrametric_bounds
 from ..formats.pathfile import read_path
-from ..formats.records import LandscapeRecord, RoundRecord
+from ..formats.records import LandscapeRecord, MSTPathsRecord, RoundRecord
 from ..settings.config import stage_hash
 from .common import load_row_minima
 
@@ -101,4 +101,28 @@ def landscape_job(row: dict, minima_paths, path_files, out_json) -> LandscapeRec
         len(computed),
         [round(e[2], 4) for e in record.mst],
     )
+    return record
+
+
+def mst_paths_job(
+    evaluated_files,
+    path_files,
+    out_json,
+    aligned_files=(),
+    curves=(),
+    curve_evaluations=(),
+    repeats=(),
+) -> MSTPathsRecord:
+    """The files of the final MST's edges (and of the comparison sample's pairs): paths, dense
+    evaluations, aligned paths, curves and their evaluations, repeated runs -- one list for the
+    report jobs."""
+    record = MSTPathsRecord(
+        evaluated=list(evaluated_files),
+        paths=list(path_files),
+        aligned=list(aligned_files),
+        curves=list(curves),
+        curve_evaluations=list(curve_evaluations),
+        repeats=list(repeats),
+    )
+    record.write(out_json)
     return record
