@@ -27,13 +27,13 @@ demo: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) $(GPU_FLAGS) --rerun-incomplete
 	@echo "Table B.1: results/table_b1.md   figures: results/figures/"
 
-# The suite runs on $(CORES) + 1 pytest workers, one test file per worker at a time (--dist
-# loadfile): a file's fixtures (the finished tiny run, the SLURM cluster, the stages' chain) are
-# built once, and the files that run Snakemake in the checkout itself are one file
-# (test_workflow.py), so they never hold its lock at the same time. One worker more than cores:
-# the live SLURM test mostly waits on the scheduler. The longest files first, in
-# tests/conftest.py's order (--no-loadscope-reorder). docs/design.md, "Tests".
-PYTEST_WORKERS := -n $(shell echo $$(( $(CORES) + 1 ))) --dist loadfile --no-loadscope-reorder
+# The suite runs on $(CORES) + 2 pytest workers, one test file per worker at a time (--dist
+# loadfile): a file's fixtures (the SLURM cluster, the stages' chain) are built once, and the
+# finished tiny run once for all workers (tests/conftest.py). Two workers more than cores: the
+# four files that run whole workflows start at once, each on a worker of its own (the live SLURM
+# test mostly waits on the scheduler); the longest first, in tests/conftest.py's order
+# (--no-loadscope-reorder). docs/design.md, "Tests".
+PYTEST_WORKERS := -n $(shell echo $$(( $(CORES) + 2 ))) --dist loadfile --no-loadscope-reorder
 
 ## make test: unit tests, the end-to-end workflow run and the live-SLURM run.
 test: $(STAMP)

@@ -3,6 +3,8 @@ read (``tiny_run``)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -19,24 +21,33 @@ from workflow_runs import TINY, planned, snakemake
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
-# The files that run whole workflows, each started at once on a worker of its own (measured on
-# a fresh clone, 2 cores: the tiny run and its damaged copy 6.6 min, the README's own-network run
-# 3.5, the live SLURM run 5.1, mostly waiting on the scheduler, the CIFAR-format run 3.9). `make
-# test` runs one worker more than the machine has cores, and one file per worker at a time
-# (`--dist loadfile --no-loadscope-reorder`): a worker that frees up takes the next file in this
-# order, so the SLURM run's waits overlap the CPU-bound runs and the hundreds of short tests fill
-# in beside them. xdist's own order (most tests first) started these files last, and two workers
-# queued three of them behind one another (12.5 min on one worker).
-LONGEST_FIRST = ("test_workflow.py", "test_open_world.py", "test_slurm.py",
-                 "test_cifar_workflow.py")  # fmt: skip
+# The files that run whole workflows, each started at once on a worker of its own, and in
+# each its whole-workflow test first; then the tests that change files of the finished tiny run
+# (they wait for it, which test_workflow.py's worker builds). `make test` runs two workers more
+# than the machine has cores, one file per worker at a time (`--dist loadfile
+# --no-loadscope-reorder`). xdist gives a worker its next file as soon as two or fewer of its
+# tests are pending, so a whole run left near the end of its file had the next file queued
+# behind it (measured: the CIFAR-format run waited 8 min behind the own-network run while the
+# other workers ran short tests); xdist's own order (most tests first) started these files last.
+LONGEST_FIRST = {
+    "test_workflow.py": "test_raising_the_budget_extends_the_loop_and_keeps_what_is_finished",
+    "test_open_world.py": "test_own_network_data_and_minima_through_the_whole_workflow",
+    "test_slurm.py": "test_real_workflow_in_job_arrays_survives_a_killed_controller",
+    "test_cifar_workflow.py": "test_cifar_format_batchnorm_networks_end_to_end",
+    "test_workflow_files.py": "test_a_damaged_minimum_is_refused_and_deleted_files_come_back",
+}
 
 
 def pytest_collection_modifyitems(items):
+    files = list(LONGEST_FIRST)
+
     def rank(item):
         name = item.path.name
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+        if name not in LONGEST_FIRST:
+            return (len(files), 0)
+        return (files.index(name), item.originalname != LONGEST_FIRST[name])
 
-    items.sort(key=rank)  # stable: each file's tests keep their order
+    items.sort(key=rank)  # stable: the other tests keep their order
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -62,10 +73,12 @@ class TinyRun:
     def budget(max_paths: int) -> str:
         return f"exploration={{max_paths: {max_paths}, pairs_per_round: 2}}"
 
-    def run(self, max_paths: int = 3, *extra, check: bool = True):
-        """A plain run of the tiny config with a budget of `max_paths` paths (2 cores)."""
+    def run(self, max_paths: int = 3, *extra, targets=(), check: bool = True):
+        """A plain run of the tiny config with a budget of `max_paths` paths (2 cores), to
+        `targets` (default: everything)."""
         return snakemake(*extra, "--cores", "2", "--configfile", TINY, "--config",
-                         self.budget(max_paths), workdir=self.workdir, check=check)  # fmt: skip
+                         self.budget(max_paths), *(("--", *targets) if targets else ()),
+                         workdir=self.workdir, check=check)  # fmt: skip
 
     def planned(self, *config: str, env=None) -> dict[str, int]:
         """Jobs per rule that a plain run (budget 3) with these ``--config`` values would run."""
@@ -90,19 +103,58 @@ class TinyRun:
         return TinyRun(dest)
 
 
+@contextlib.contextmanager
+def _exclusive(lock: Path):
+    """One process at a time (xdist's workers are processes): an flock held until exit."""
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> TinyRun:
+def tiny_run(tmp_path_factory, worker_id) -> TinyRun:
     """The tiny config run to the end, first with a budget of two paths, then raised to three
     (the raise must add one path and leave the finished minima and paths alone: what the first
-    run left is in ``.first``). Read it; a test that changes files works on ``.copy()``."""
-    run = TinyRun(tmp_path_factory.mktemp("tiny-run"))
-    run.run(2)
-    minima, paths = run.minima(), run.paths()
-    run.first = {
-        "minima": minima,
-        "paths": paths,
-        "computed": len(run.landscape(2)["computed"]),
-        "stamps": {p: p.stat().st_mtime_ns for p in minima + paths},
-    }
-    run.run(3)
-    return run
+    run left is in ``.first``). Read it; a test that changes files works on ``.copy()``.
+
+    Built once per session, not once per worker: the first xdist worker to ask builds it in the
+    session's shared temporary folder while the others wait, so that the tests reading it can
+    run on several workers (test_workflow.py, test_workflow_files.py)."""
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # one folder for every worker of this session
+    run = TinyRun(shared / "tiny-run")
+    record = shared / "tiny-run.json"
+    with _exclusive(shared / "tiny-run.lock"):
+        if record.is_file():
+            first = json.loads(record.read_text())
+            run.first = {
+                "minima": [Path(p) for p in first["minima"]],
+                "paths": [Path(p) for p in first["paths"]],
+                "computed": first["computed"],
+                "stamps": {Path(p): stamp for p, stamp in first["stamps"].items()},
+            }
+            return run
+        shutil.rmtree(run.workdir, ignore_errors=True)  # what a failed attempt left
+        run.workdir.mkdir()
+        # the first run stops at the row's table row: its figures would be drawn again after
+        # the raise (the MST and the table change), so only the second run draws them
+        run.run(2, targets=[run.row_dir.relative_to(run.workdir) / "table_row.json"])
+        minima, paths = run.minima(), run.paths()
+        run.first = {
+            "minima": minima,
+            "paths": paths,
+            "computed": len(run.landscape(2)["computed"]),
+            "stamps": {p: p.stat().st_mtime_ns for p in minima + paths},
+        }
+        run.run(3)
+        record.write_text(json.dumps({
+            "minima": [str(p) for p in minima],
+            "paths": [str(p) for p in paths],
+            "computed": run.first["computed"],
+            "stamps": {str(p): stamp for p, stamp in run.first["stamps"].items()},
+        }))  # fmt: skip
+        return run

@@ -4,12 +4,15 @@ results folder that is not the workflow's is refused before anything in it is ov
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
+from workflow_runs import ROOT, SNAKEMAKE, TINY, snakemake
 
 from nobarriers.core.atomic import WriteError, atomic_path
 from nobarriers.core.results_lock import ResultsLockedError, check_results_dir, hold_results_lock
@@ -81,3 +84,48 @@ def test_a_folder_that_is_not_the_workflows_is_refused(tmp_path):
     fresh.mkdir()
     (fresh / "README.md").write_text("the checkout's own results/README.md")
     check_results_dir(fresh)  # empty but for a README: fine
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_results_dir_is_refused(tmp_path):
+    """Two working directories (Snakemake's own lock covers one each) and one results_dir: the
+    second run stops before any job, naming the first, and the first finishes untouched."""
+    results = tmp_path / "results"
+    common = ["--cores", "1", "--configfile", str(TINY), "--config", f"results_dir={results}",
+              f"data_dir={tmp_path / 'data'}", "recipes={digits: {epochs: 1}}"]  # fmt: skip
+    minimum = results / "digits" / "mlp-16" / "minima"
+    checkouts = [tmp_path / "checkout", tmp_path / "other-checkout"]
+    for folder in checkouts:
+        folder.mkdir()
+    snakefile = ["--snakefile", str(ROOT / "Snakefile")]
+    first = subprocess.Popen(
+        [SNAKEMAKE, *snakefile, "-d", str(checkouts[0]), *common, "--",
+         str(minimum / "0.safetensors")],
+        cwd=checkouts[0], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lock = results / ".nobarriers.lock"
+    deadline = time.monotonic() + 60
+    while not (lock.is_file() and lock.stat().st_size) and first.poll() is None:
+        assert time.monotonic() < deadline, "the first run never took the lock"
+        time.sleep(0.2)
+    # the first run holds the lock, paused (SIGSTOP) while the second starts: a run in progress
+    # without spending the CPU on a long training
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = subprocess.run(
+            [SNAKEMAKE, *snakefile, "-d", str(checkouts[1]), *common, "--",
+             str(minimum / "1.safetensors")],
+            cwd=checkouts[1], capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    out_first = first.communicate(timeout=300)[0]
+    assert first.returncode == 0, out_first[-3000:]
+    assert second.returncode != 0
+    message = second.stdout + second.stderr
+    assert f"results_dir {results} is in use by another run (pid {first.pid}" in message, message
+    assert str(checkouts[0]) in message  # the other run's working directory
+    assert (minimum / "0.safetensors").is_file() and not (minimum / "1.safetensors").exists()
+    # the lock goes with its run: the next one takes it
+    snakemake(*common, "--", minimum / "1.safetensors", workdir=checkouts[1])
+    assert (minimum / "1.safetensors").is_file()
