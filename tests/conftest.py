@@ -132,32 +132,26 @@ def tiny_run(tmp_path_factory, worker_id) -> TinyRun:
     run = TinyRun(shared / "tiny-run")
     record = shared / "tiny-run.json"
     with _exclusive(shared / "tiny-run.lock"):
-        if record.is_file():
-            first = json.loads(record.read_text())
-            run.first = {
-                "minima": [Path(p) for p in first["minima"]],
-                "paths": [Path(p) for p in first["paths"]],
-                "computed": first["computed"],
-                "stamps": {Path(p): stamp for p, stamp in first["stamps"].items()},
+        if not record.is_file():
+            shutil.rmtree(run.workdir, ignore_errors=True)  # what a failed attempt left
+            run.workdir.mkdir()
+            # the first run stops at the row's table row: its figures would be drawn again after
+            # the raise (the MST and the table change), so only the second run draws them
+            run.run(2, targets=[run.row_dir.relative_to(run.workdir) / "table_row.json"])
+            minima, paths = run.minima(), run.paths()
+            first = {  # what the first run left, before the raise
+                "minima": [str(p) for p in minima],
+                "paths": [str(p) for p in paths],
+                "computed": len(run.landscape(2)["computed"]),
+                "stamps": {str(p): p.stat().st_mtime_ns for p in minima + paths},
             }
-            return run
-        shutil.rmtree(run.workdir, ignore_errors=True)  # what a failed attempt left
-        run.workdir.mkdir()
-        # the first run stops at the row's table row: its figures would be drawn again after
-        # the raise (the MST and the table change), so only the second run draws them
-        run.run(2, targets=[run.row_dir.relative_to(run.workdir) / "table_row.json"])
-        minima, paths = run.minima(), run.paths()
-        run.first = {
-            "minima": minima,
-            "paths": paths,
-            "computed": len(run.landscape(2)["computed"]),
-            "stamps": {p: p.stat().st_mtime_ns for p in minima + paths},
-        }
-        run.run(3)
-        record.write_text(json.dumps({
-            "minima": [str(p) for p in minima],
-            "paths": [str(p) for p in paths],
-            "computed": run.first["computed"],
-            "stamps": {str(p): stamp for p, stamp in run.first["stamps"].items()},
-        }))  # fmt: skip
-        return run
+            run.run(3)
+            record.write_text(json.dumps(first))
+    first = json.loads(record.read_text())
+    run.first = {
+        "minima": [Path(p) for p in first["minima"]],
+        "paths": [Path(p) for p in first["paths"]],
+        "computed": first["computed"],
+        "stamps": {Path(p): stamp for p, stamp in first["stamps"].items()},
+    }
+    return run
