@@ -8,6 +8,7 @@ what one stage promises.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -300,7 +301,7 @@ def test_path_job_checks_its_endpoints_against_their_files(chain, tmp_path):
     assert not (tmp_path / "0-1.h5").exists() and not (tmp_path / "0-1.state.pt").exists()
 
 
-def test_planning_and_bookkeeping_never_import_torch():
+def test_planning_and_bookkeeping_never_import_torch(chain, tmp_path):
     # the start-up (what rules/common.smk imports, the paper config resolved and checked), the
     # rounds, the landscape and the report run in the main Snakemake process or as short jobs:
     # without torch they start in a fraction of a second
@@ -322,6 +323,37 @@ def test_planning_and_bookkeeping_never_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=ROOT)  # fmt: skip
     assert out.stdout.strip() == "False"
+    # and the bookkeeping jobs themselves, on real files: the minima's numbers, the paths' and
+    # the evaluations' records, the rounds, the landscape, the MST listing, the table row (a
+    # minimum read without its tensors once imported torch to check their shapes: 2.3 s of CPU
+    # in each of these jobs)
+    root, row = chain["root"], chain["row"]
+    jobs = f"""
+import json, sys
+from pathlib import Path
+from nobarriers.stages import exploration, report
+from nobarriers.stages.common import evaluations_of, highest_mst_path, load_row_minima
+root, out, row = Path({str(root)!r}), Path({str(tmp_path)!r}), json.loads(sys.argv[1])
+minima = [root / "minima" / f"{{s}}.safetensors" for s in row["seeds"]]
+paths = sorted((root / "paths").glob("*.h5"))
+assert load_row_minima(minima, row["minima"], tensors=False)[0].metrics
+exploration.select_pairs_job(row["paths"], minima, paths, out / "round.json", 3,
+                             json.loads(sys.argv[2]))
+landscape = exploration.landscape_job(row["paths"], minima, paths, out / "landscape.json")
+mst = [root / "paths" / f"{{a}}-{{b}}.h5" for a, b in landscape.mst_pairs]
+exploration.mst_paths_job(sorted((root / "evaluated").glob("*.h5")), mst, out / "mst.json")
+assert evaluations_of(sorted((root / "evaluated").glob("*.h5")), row["evaluation"])
+assert highest_mst_path(landscape, paths, row["paths"])[1].pivots.size
+report.table_row_job(row["report"], minima, root / "landscape.json", root / "mst_paths.json",
+                     root / "overlap" / "o.csv", out / "row.json", out / "pairs.csv")
+print("torch" in sys.modules)
+"""
+    stages = {k: stage_settings(row, k) for k in ("minima", "paths", "evaluation", "report")}
+    args = [json.dumps({**stages, "seeds": row["seeds"]}), json.dumps(CONFIG["exploration"])]
+    out = subprocess.run([sys.executable, "-c", jobs, *args], capture_output=True, text=True,
+                         cwd=ROOT)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False" and (tmp_path / "row.json").is_file()
 
 
 def test_aligned_mst_paths_beside_the_raw_ones(chain, tmp_path):

@@ -123,11 +123,12 @@ class Minimum:
     def check_structure(self) -> None:
         """Refuse, naming the file, weights that do not fit the architecture -- BatchNorm
         buffers missing for an architecture with BatchNorm above all (a file not written by this
-        package's training, whose evaluation would silently use default statistics)."""
-        import torch
-
+        package's training, whose evaluation would silently use default statistics). Nothing to
+        check, and no torch imported, where the tensors were not read."""
         if self.num_classes is None or self.input_shape is None or not self.state_dict:
             return
+        import torch
+
         try:
             with torch.device("meta"):  # shapes without memory
                 model = self.network(self.num_classes, self.input_shape)
