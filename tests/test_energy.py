@@ -58,7 +58,23 @@ def test_function_energy_vmap_equals_loop_and_analytic_gradient():
     assert torch.allclose(FunctionEnergy(f, 2).losses(points), lv)
 
 
-@pytest.mark.parametrize("make, shape", [(mlp, (6,)), (bn_cnn, (2, 6, 6))])
+def registry(arch):
+    """One of the paper's conv nets (BatchNorm; option-A shortcuts; concatenations), small input."""
+
+    def make():
+        from nobarriers.models import build_model
+
+        torch.manual_seed(0)
+        return build_model(arch, 3, (3, 8, 8))
+
+    return make
+
+
+@pytest.mark.parametrize(
+    "make, shape",
+    [(mlp, (6,)), (bn_cnn, (2, 6, 6)), (registry("resnet-8"), (3, 8, 8)),
+     (registry("densenet-7-4"), (3, 8, 8))],
+)  # fmt: skip
 def test_model_energy_vmap_equals_loop(make, shape):
     x, y = data(shape)
     ev = ModelEnergy(make(), x, y, batch_size=16, mode="vmap", chunk_size=2)

@@ -110,7 +110,8 @@ def pooled_inputs_statistics(model, x, batch_size):
     out = []
     for i in range(len(bns)):
         data = torch.cat(seen[i]).double()
-        out.append((data.mean(0), data.var(0, unbiased=True)))
+        per_channel = data.transpose(0, 1).reshape(data.shape[1], -1)  # [C, N * H * W]
+        out.append((per_channel.mean(1), per_channel.var(1, unbiased=True)))
     return out
 
 
@@ -126,6 +127,23 @@ def test_bn_statistics_of_stacked_layers_pooled_over_unequal_batches():
     ((m0, v0), _) = one_go_statistics(model, x)
     torch.testing.assert_close(bn_stats(model)[0][0], m0, atol=1e-5, rtol=0)
     torch.testing.assert_close(bn_stats(model)[0][1], v0, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ["cnn-4", "resnet-8", "densenet-7-4"])
+def test_bn_statistics_of_the_papers_families_pooled_over_unequal_batches(arch):
+    # every BatchNorm layer of the paper's conv nets, behind option-A shortcuts (ResNet) and
+    # concatenations (DenseNet) included, gets the statistics of everything it sees
+    from nobarriers.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(arch, 10, (3, 8, 8))
+    x = torch.randn(19, 3, 8, 8) * 2 + 0.5
+    recompute_bn_statistics(model, x, batch_size=8)  # batches of 8, 8 and 3
+    expected = pooled_inputs_statistics(model, x, 8)
+    assert len(expected) >= 2
+    for (mean, var), (rmean, rvar) in zip(bn_stats(model), expected, strict=True):
+        torch.testing.assert_close(mean.double(), rmean, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(var.double(), rvar, atol=1e-5, rtol=1e-4)
 
 
 def test_evaluate_model_loss_error_predictions():
