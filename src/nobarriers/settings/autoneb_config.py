@@ -22,11 +22,13 @@ from ..core.errors import ConfigError
 from . import schema
 
 _DEFAULTS = schema.defaults("autoneb")
+#: read once: every settings object is checked against it (validation never changes it)
+_DEFINITION = schema.definition("autoneb")
 
 #: evaluation modes of an energy (the schema's enum)
-MODES = tuple(schema.definition("autoneb")["properties"]["mode"]["enum"])
+MODES = tuple(_DEFINITION["properties"]["mode"]["enum"])
 #: torch.optim optimisers that can run NEB (the schema's enum; tests compare it with torch)
-OPTIMIZERS = tuple(schema.definition("autoneb")["properties"]["optimizer"]["enum"])
+OPTIMIZERS = tuple(_DEFINITION["properties"]["optimizer"]["enum"])
 
 
 @dataclass
@@ -75,7 +77,7 @@ def paper_schedule() -> list[Cycle]:
 def _check(view, where: str) -> None:
     """Validate a typed view's values against the schema (the limits are stated only there)."""
     payload = view.to_dict()
-    schema.validate(payload, schema.definition("autoneb"), where, defaults=False)
+    schema.validate(payload, _DEFINITION, where, defaults=False)
 
 
 @dataclass

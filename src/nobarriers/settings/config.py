@@ -279,7 +279,7 @@ class WorkflowConfig:
         ``rows[k].resources.<rule>``, key by key."""
         section = self.values["resources"]
         _, row = self._given_row(dataset, arch)
-        out = dict(schema.schema()["properties"]["resources"]["properties"][rule]["default"])
+        out = schema.node("properties", "resources", "properties", rule, "default")
         out.update(section[rule])
         out.update(section["families"].get(self.family(arch), {}).get(rule, {}))
         out.update(row.get("resources", {}).get(rule, {}))

@@ -23,7 +23,7 @@ import yaml
 
 from ..core.errors import ConfigError
 
-__all__ = ["schema", "definition", "defaults", "fill_defaults", "validate", "key_path"]
+__all__ = ["schema", "node", "definition", "defaults", "fill_defaults", "validate", "key_path"]
 
 
 @functools.cache
@@ -35,6 +35,16 @@ def _schema() -> dict:
 def schema() -> dict:
     """A copy of the whole schema."""
     return copy.deepcopy(_schema())
+
+
+def node(*keys: str) -> dict:
+    """A copy of the schema's node at ``keys`` (``node("properties", "resources")``): what is
+    read per job copies only itself, not the whole schema (1,200 copies made a dry run of the
+    paper config 4 s slower)."""
+    out = _schema()
+    for key in keys:
+        out = out[key]
+    return copy.deepcopy(out)
 
 
 def definition(name: str) -> dict:
