@@ -51,22 +51,23 @@ def two_minima(tmp_path_factory):
     return root, files, config
 
 
-def test_connect_writes_the_path_the_workflow_would_and_resumes(two_minima, tmp_path):
+def test_connect_writes_the_path_the_workflow_would_and_resumes(two_minima, tmp_path, capsys):
     root, (a, b), config = two_minima
     out = tmp_path / "whole" / "3-5.h5"
-    cmd = [NOBARRIERS, "connect", str(a), str(b), "--config", str(config), "--threads", "1"]
-    whole = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True)
-    assert whole.returncode == 0, whole.stderr
-    assert whole.stdout.strip() == str(out)
-    assert "AutoNEB cycle 3/3 done" in whole.stderr  # progress on stderr
+    args = ["connect", str(a), str(b), "--config", str(config), "--threads", "1"]
+    assert main([*args, "--out", str(out)]) == 0  # in this process: one torch import fewer
+    whole = capsys.readouterr()
+    assert whole.out.strip() == str(out)
+    assert "AutoNEB cycle 3/3 done" in whole.err  # progress on stderr
     record = read_path(out, load_pivots=False)
     assert record.endpoints == (3, 5) and len(record.history) == 3
     assert record.weight_subset == 256 and record.config["autoneb"]["batch_size"] == 64
 
-    # Killed after its first cycle, the same command resumes there and writes the same bytes.
+    # Killed after its first cycle (the command as a user runs it), the same command resumes
+    # there and writes the same bytes.
     resumed = tmp_path / "resumed" / "3-5.h5"
-    cmd = [*cmd, "--out", str(resumed)]
-    first = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    args = [*args, "--out", str(resumed)]
+    first = subprocess.Popen([NOBARRIERS, *args], stderr=subprocess.PIPE, text=True)
     for line in first.stderr:
         if "AutoNEB cycle 1/3 done" in line:
             first.send_signal(signal.SIGKILL)
@@ -74,10 +75,10 @@ def test_connect_writes_the_path_the_workflow_would_and_resumes(two_minima, tmp_
     first.wait()
     assert first.returncode == -signal.SIGKILL and not resumed.exists()
     assert resumed.with_name("3-5.h5.state.pt").is_file()
-    second = subprocess.run(cmd, capture_output=True, text=True)
-    assert second.returncode == 0, second.stderr
-    assert "resuming" in second.stderr and "after cycle 1/3" in second.stderr
-    assert "AutoNEB cycle 1/3 done" not in second.stderr
+    assert main(args) == 0
+    second = capsys.readouterr().err
+    assert "resuming" in second and "after cycle 1/3" in second
+    assert "AutoNEB cycle 1/3 done" not in second
     assert not resumed.with_name("3-5.h5.state.pt").exists()
     assert _payload(resumed) == _payload(out)
 
